@@ -1,0 +1,273 @@
+package invocation
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Request is the body of the host's POST /<FunctionName>: one entry in Data per input
+// binding (the trigger among them) and the trigger's binding data in Metadata.
+type Request struct {
+	Data     map[string]json.RawMessage `json:"Data"`
+	Metadata map[string]json.RawMessage `json:"Metadata"`
+}
+
+// ErrMissingBinding reports that the envelope carries no value for a binding the
+// function reads.
+var ErrMissingBinding = errors.New("invocation: binding missing from Data")
+
+// DecodeRequest parses an envelope. Keys are matched exactly as the host writes them
+// (PascalCase); an envelope without Data is an error, because every function has a trigger.
+func DecodeRequest(body []byte) (*Request, error) {
+	var raw map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&raw); err != nil {
+		return nil, fmt.Errorf("invocation: envelope is not a JSON object: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("invocation: trailing data after the envelope")
+	}
+	req := &Request{}
+	for k, v := range raw {
+		// The host serialises with Newtonsoft defaults (PascalCase); accept other casings
+		// the way the host itself reads handler replies, case-insensitively.
+		switch strings.ToLower(k) {
+		case "data":
+			if err := decodeObject(v, &req.Data); err != nil {
+				return nil, fmt.Errorf("invocation: Data: %w", err)
+			}
+		case "metadata":
+			if err := decodeObject(v, &req.Metadata); err != nil {
+				return nil, fmt.Errorf("invocation: Metadata: %w", err)
+			}
+		}
+	}
+	if req.Data == nil {
+		return nil, errors.New("invocation: envelope has no Data")
+	}
+	if req.Metadata == nil {
+		req.Metadata = map[string]json.RawMessage{}
+	}
+	return req, nil
+}
+
+func decodeObject(v json.RawMessage, dst *map[string]json.RawMessage) error {
+	if isNull(v) {
+		return nil
+	}
+	if err := json.Unmarshal(v, dst); err != nil {
+		return errors.New("not a JSON object")
+	}
+	return nil
+}
+
+func isNull(v json.RawMessage) bool {
+	return len(bytes.TrimSpace(v)) == 0 || string(bytes.TrimSpace(v)) == "null"
+}
+
+// Text returns the text carried by a binding value, the way a queue message or a string
+// input arrives:
+//   - the real host's form, a string serialised twice ("\"{\\\"a\\\":1}\"");
+//   - the documented form, a plain JSON string ("{\"a\":1}");
+//   - the documented form for a JSON message, the object itself ({"a":1}), returned as its
+//     JSON text.
+//
+// A documented-form message whose text is itself a JSON string literal is indistinguishable
+// from the real host's form and is unwrapped twice; the real host never sends that shape.
+func Text(v json.RawMessage) (string, error) {
+	v = bytes.TrimSpace(v)
+	if len(v) == 0 || string(v) == "null" {
+		return "", ErrMissingBinding
+	}
+	if v[0] != '"' {
+		// An object, array, number or bool sent as itself (the documented form).
+		return string(v), nil
+	}
+	var once string
+	if err := json.Unmarshal(v, &once); err != nil {
+		return "", fmt.Errorf("invocation: binding value is not a JSON string: %w", err)
+	}
+	return unquoteIfLiteral(once), nil
+}
+
+// unquoteIfLiteral undoes the host's second serialisation: if s is itself a complete JSON
+// string literal, it returns the literal's content; otherwise s unchanged.
+func unquoteIfLiteral(s string) string {
+	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' {
+		return s
+	}
+	var twice string
+	if err := json.Unmarshal([]byte(s), &twice); err != nil {
+		return s
+	}
+	return twice
+}
+
+// MetaString returns a Metadata value as a string, accepting the real host's quoted form
+// ("\"abc\"") and the documented plain form ("abc"). A missing key gives "".
+func (r *Request) MetaString(key string) string {
+	v, ok := r.Metadata[key]
+	if !ok || isNull(v) {
+		return ""
+	}
+	s, err := Text(v)
+	if err != nil {
+		return ""
+	}
+	return s
+}
+
+// MetaInt returns a Metadata value as an integer: the host sends numbers as strings ("5"),
+// the documentation as numbers (5). A missing or malformed value gives ok == false.
+func (r *Request) MetaInt(key string) (n int64, ok bool) {
+	s := r.MetaString(key)
+	if s == "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil {
+		f, ferr := strconv.ParseFloat(s, 64)
+		if ferr != nil || f != float64(int64(f)) {
+			return 0, false
+		}
+		return int64(f), true
+	}
+	return n, true
+}
+
+// MetaTime returns a Metadata time. The host formats DateTimeOffset values without
+// fractional seconds ("2024-05-10T16:13:45+00:00"); the documentation includes them.
+func (r *Request) MetaTime(key string) (time.Time, bool) {
+	s := r.MetaString(key)
+	if s == "" {
+		return time.Time{}, false
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "01/02/2006 15:04:05"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// QueueMessage is the trigger data of a queue-triggered invocation.
+type QueueMessage struct {
+	Text            string
+	ID              string
+	PopReceipt      string
+	DequeueCount    int64
+	InsertionTime   time.Time
+	ExpirationTime  time.Time
+	NextVisibleTime time.Time
+}
+
+// QueueTrigger decodes the queue message bound to the trigger named binding.
+func (r *Request) QueueTrigger(binding string) (*QueueMessage, error) {
+	v, ok := r.Data[binding]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrMissingBinding, binding)
+	}
+	text, err := Text(v)
+	if err != nil {
+		return nil, fmt.Errorf("queue trigger %q: %w", binding, err)
+	}
+	m := &QueueMessage{Text: text, ID: r.MetaString("Id"), PopReceipt: r.MetaString("PopReceipt")}
+	m.DequeueCount, _ = r.MetaInt("DequeueCount")
+	m.InsertionTime, _ = r.MetaTime("InsertionTime")
+	m.ExpirationTime, _ = r.MetaTime("ExpirationTime")
+	m.NextVisibleTime, _ = r.MetaTime("NextVisibleTime")
+	return m, nil
+}
+
+// HTTPRequest is the request object the host puts in Data for an HTTP trigger.
+type HTTPRequest struct {
+	URL        string
+	Method     string
+	Query      map[string]string
+	Headers    map[string][]string
+	Params     map[string]string
+	Identities []json.RawMessage
+	// Body is the raw body as the host forwards it, nil when the request had none. For
+	// application/octet-stream and multipart bodies the host sends base64.
+	Body *string
+}
+
+// Header returns the first value of a request header, matched case-insensitively.
+func (h *HTTPRequest) Header(name string) string {
+	for k, vs := range h.Headers {
+		if strings.EqualFold(k, name) && len(vs) > 0 {
+			return vs[0]
+		}
+	}
+	return ""
+}
+
+type wireHTTPRequest struct {
+	URL        string                     `json:"Url"`
+	Method     string                     `json:"Method"`
+	Query      map[string]json.RawMessage `json:"Query"`
+	Headers    map[string]json.RawMessage `json:"Headers"`
+	Params     map[string]json.RawMessage `json:"Params"`
+	Identities []json.RawMessage          `json:"Identities"`
+	Body       json.RawMessage            `json:"Body"`
+}
+
+// HTTPTrigger decodes the HTTP request bound to the trigger named binding.
+func (r *Request) HTTPTrigger(binding string) (*HTTPRequest, error) {
+	v, ok := r.Data[binding]
+	if !ok || isNull(v) {
+		return nil, fmt.Errorf("%w: %q", ErrMissingBinding, binding)
+	}
+	var w wireHTTPRequest
+	if err := json.Unmarshal(v, &w); err != nil {
+		return nil, fmt.Errorf("http trigger %q: %w", binding, err)
+	}
+	req := &HTTPRequest{
+		URL:        w.URL,
+		Method:     strings.ToUpper(w.Method),
+		Query:      map[string]string{},
+		Headers:    map[string][]string{},
+		Params:     map[string]string{},
+		Identities: w.Identities,
+	}
+	for k, raw := range w.Query {
+		req.Query[k] = scalarText(raw)
+	}
+	for k, raw := range w.Headers {
+		// The host sends header values as arrays; the documentation shows plain strings.
+		var list []string
+		if err := json.Unmarshal(raw, &list); err == nil {
+			req.Headers[k] = list
+			continue
+		}
+		req.Headers[k] = []string{scalarText(raw)}
+	}
+	for k, raw := range w.Params {
+		req.Params[k] = scalarText(raw)
+	}
+	if !isNull(w.Body) {
+		var body string
+		if err := json.Unmarshal(w.Body, &body); err != nil {
+			// The documented sample shows a JSON body as an object; keep its text.
+			body = string(w.Body)
+		}
+		req.Body = &body
+	}
+	return req, nil
+}
+
+// scalarText renders a JSON scalar as text: strings lose their quotes, numbers and bools
+// keep their literal form.
+func scalarText(raw json.RawMessage) string {
+	s, err := Text(raw)
+	if err != nil {
+		return ""
+	}
+	return s
+}

@@ -1,0 +1,145 @@
+package resilience
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Pacer spaces an instance's writes to a rate it learns from the store: additive
+// increase while writes succeed, multiplicative decrease when the store throttles, and a
+// pause for every writer as long as the server's hint asks. Every instance of the app
+// paces itself, so together they settle near the store's capacity without knowing how many
+// of them there are.
+//
+// A Pacer is safe for concurrent use. The zero value is not usable; call NewPacer.
+type Pacer struct {
+	min, max, increase float64
+	decrease           float64
+	// cooldown stops one burst of 429s, all answering writes sent at the same rate,
+	// from cutting the rate more than once.
+	cooldown time.Duration
+	now      func() time.Time
+
+	mu           sync.Mutex
+	rate         float64
+	next         time.Time // earliest start of the next write
+	lastDecrease time.Time
+}
+
+// PacerOptions configures a Pacer. Rates are writes per second.
+type PacerOptions struct {
+	Initial, Min, Max float64
+	// Increase is how much the rate grows per second of unthrottled writing.
+	Increase float64
+	// Decrease multiplies the rate on a throttle; 0.7 when zero.
+	Decrease float64
+	// Cooldown is the least time between two decreases; 500 ms when zero.
+	Cooldown time.Duration
+	Now      func() time.Time
+}
+
+// NewPacer returns a Pacer starting at opts.Initial writes per second.
+func NewPacer(opts PacerOptions) *Pacer {
+	if opts.Decrease <= 0 || opts.Decrease >= 1 {
+		opts.Decrease = 0.7
+	}
+	if opts.Cooldown <= 0 {
+		opts.Cooldown = 500 * time.Millisecond
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Pacer{
+		min: opts.Min, max: opts.Max, increase: opts.Increase, decrease: opts.Decrease,
+		cooldown: opts.Cooldown, now: opts.Now, rate: opts.Initial,
+	}
+}
+
+// Reserve claims the next write slot if it starts within maxWait, and returns how long
+// the caller must wait for it. When the slot is further away, nothing is claimed, ok is
+// false, and wait says how far away it is, so the caller can shed or defer with an honest
+// Retry-After.
+func (p *Pacer) Reserve(maxWait time.Duration) (wait time.Duration, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	slot := p.next
+	if slot.Before(now) {
+		slot = now
+	}
+	wait = slot.Sub(now)
+	if wait > maxWait {
+		return wait, false
+	}
+	p.next = slot.Add(time.Duration(float64(time.Second) / p.rate))
+	return wait, true
+}
+
+// Wait reserves a slot within maxWait and sleeps until it starts. It returns false,
+// with the wait it would have needed, when the slot is too far away or ctx ends first.
+func (p *Pacer) Wait(ctx context.Context, maxWait time.Duration) (time.Duration, bool) {
+	wait, ok := p.Reserve(maxWait)
+	if !ok {
+		return wait, false
+	}
+	if wait <= 0 {
+		return 0, true
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return wait, true
+	case <-ctx.Done():
+		return wait, false
+	}
+}
+
+// Succeeded records a write the store accepted.
+func (p *Pacer) Succeeded() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	// Growing by increase/rate per write adds `increase` writes/s for every second spent
+	// writing at the current rate.
+	p.rate += p.increase / p.rate
+	if p.rate > p.max {
+		p.rate = p.max
+	}
+}
+
+// Throttled records a 429 and the server's hint: all writers pause for the hint, and the
+// rate drops unless it dropped within the cooldown.
+func (p *Pacer) Throttled(hint time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	if resume := now.Add(hint); resume.After(p.next) {
+		p.next = resume
+	}
+	if now.Sub(p.lastDecrease) < p.cooldown {
+		return
+	}
+	p.lastDecrease = now
+	p.rate *= p.decrease
+	if p.rate < p.min {
+		p.rate = p.min
+	}
+}
+
+// Rate is the current pace in writes per second.
+func (p *Pacer) Rate() float64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.rate
+}
+
+// Delay is how long a write reserved now would wait.
+func (p *Pacer) Delay() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if d := p.next.Sub(p.now()); d > 0 {
+		return d
+	}
+	return 0
+}
