@@ -50,7 +50,7 @@ bench: node_modules/.package-lock.json
 	$(GO) run ./test/bench
 
 package:
-	$(GO) run ./cmd/package
+	$(GO) run ./cmd/package -bin dist/linux-amd64/handler
 
 clean:
 	rm -rf bin dist bench-results
