@@ -1,6 +1,9 @@
 package deploy_test
 
 import (
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -299,4 +302,39 @@ func TestProvisionKeepsDeploySettings(t *testing.T) {
 	mustMatch(t, "appsettings.bicep", as, `properties:\s*union\(currentSettings, settings\)`)
 	fa := s.file(t, "modules/functionapp.bicep")
 	mustMatch(t, "functionapp.bicep", fa, `(?s)module settings 'appsettings\.bicep'.*siteName:\s*site\.name.*settings:\s*managedSettings`)
+}
+
+// TestPolicyDefaultsMatchLocalSettings keeps the deployed defaults and the local sample in
+// step: every setting the sample gives a policy value for is deployed with the same value.
+func TestPolicyDefaultsMatchLocalSettings(t *testing.T) {
+	s := bicepSet(loadBicep(t))
+	main := s.file(t, "main.bicep")
+	body := block(main, regexp.MustCompile(`var policySettingDefaults\s*=`))
+	deployed := map[string]string{}
+	for _, m := range regexp.MustCompile(`(?m)^\s*([A-Z][A-Z0-9_]*):\s*'([^']*)'`).FindAllStringSubmatch(body, -1) {
+		deployed[m[1]] = m[2]
+	}
+	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "local.settings.sample.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sample struct {
+		Values map[string]string `json:"Values"`
+	}
+	if err := json.Unmarshal(raw, &sample); err != nil {
+		t.Fatal(err)
+	}
+	// Connection settings differ between local and Azure on purpose.
+	localOnly := regexp.MustCompile(`^(FUNCTIONS_WORKER_RUNTIME|AzureWebJobsStorage|COSMOS_(ENDPOINT|KEY|DATABASE|CONTAINER|CREATE_IF_MISSING)|FULFILMENT_API_URL)$`)
+	for k, v := range sample.Values {
+		if localOnly.MatchString(k) {
+			continue
+		}
+		got, ok := deployed[k]
+		if !ok {
+			t.Errorf("%s is in local.settings.sample.json but not deployed by policySettingDefaults", k)
+		} else if got != v {
+			t.Errorf("%s: deployed default %q, local sample %q", k, got, v)
+		}
+	}
 }
