@@ -59,12 +59,13 @@ type Dependency struct {
 	bulkhead bulkhead.Bulkhead[any]
 	timeout  timeout.Timeout[any]
 	inFlight atomic.Int64
+	peak     atomic.Int64 // the most calls ever in flight at once
 	counts   counters
 }
 
 type counters struct {
 	calls, attempts, successes, throttled, retries, failures, permanent atomic.Int64
-	shedCircuit, shedBulkhead, shedRate, deadlines                  atomic.Int64
+	shedCircuit, shedBulkhead, shedRate, deadlines                      atomic.Int64
 }
 
 // NewDependency builds the policies.
@@ -208,7 +209,8 @@ func (d *Dependency) attempt(ctx context.Context, co CallOptions, deadline time.
 		}
 		return &Error{Kind: Rejected, Reason: ReasonBulkheadFull, RetryAfter: retryAfter}
 	}
-	d.inFlight.Add(1)
+	for n, p := d.inFlight.Add(1), d.peak.Load(); n > p && !d.peak.CompareAndSwap(p, n); p = d.peak.Load() {
+	}
 	defer func() {
 		d.inFlight.Add(-1)
 		d.bulkhead.ReleasePermit()
@@ -297,6 +299,7 @@ type BreakerState struct {
 type LimiterState struct {
 	MaxConcurrency   int     `json:"maxConcurrency"`
 	InFlight         int64   `json:"inFlight"`
+	PeakInFlight     int64   `json:"peakInFlight"`
 	PermitsAvailable int64   `json:"permitsAvailable"`
 	PacedRate        float64 `json:"pacedWritesPerSecond,omitempty"`
 	PacerDelayMS     int64   `json:"pacerDelayMs"`
@@ -327,7 +330,7 @@ func (d *Dependency) State() State {
 			FailureRate:      m.FailureRate(),
 			Executions:       m.Executions(),
 		},
-		Limiter: LimiterState{MaxConcurrency: d.opts.MaxConcurrency, InFlight: d.inFlight.Load()},
+		Limiter: LimiterState{MaxConcurrency: d.opts.MaxConcurrency, InFlight: d.inFlight.Load(), PeakInFlight: d.peak.Load()},
 		Counts: CountState{
 			Calls: d.counts.calls.Load(), Attempts: d.counts.attempts.Load(), Successes: d.counts.successes.Load(),
 			Throttled: d.counts.throttled.Load(), Retries: d.counts.retries.Load(), Failures: d.counts.failures.Load(),
