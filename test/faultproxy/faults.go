@@ -133,7 +133,7 @@ func (p *Proxy) nextFault(r *http.Request, k Kind, now time.Time) *Rule {
 			continue
 		}
 		kept = append(kept, s)
-		if decided || s.Match&k == 0 || (s.If != nil && !s.If(r)) {
+		if decided || s.Match&k == 0 || (s.If != nil && !s.matches(r)) {
 			continue
 		}
 		decided = true
@@ -147,6 +147,16 @@ func (p *Proxy) nextFault(r *http.Request, k Kind, now time.Time) *Rule {
 	clear(p.rules[len(kept):])
 	p.rules = kept
 	return fire
+}
+
+// matches runs the rule's If hook on a fresh copy of the body, and leaves a fresh one
+// behind for the next hook and for forwarding.
+func (s *scripted) matches(r *http.Request) bool {
+	if r.GetBody != nil {
+		r.Body, _ = r.GetBody()
+		defer func() { r.Body, _ = r.GetBody() }()
+	}
+	return s.If(r)
 }
 
 // SetLatency adds d to every request for the next window; a zero window

@@ -638,6 +638,8 @@ func bodyID(r *http.Request) string {
 	}
 	r.Body.Close()
 	r.Body = io.NopCloser(bytes.NewReader(buf))
+	// Rules' If hooks read the body too; GetBody hands each a fresh reader.
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
 	var doc struct {
 		ID string `json:"id"`
 	}
