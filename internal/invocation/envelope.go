@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -30,7 +31,8 @@ func DecodeRequest(body []byte) (*Request, error) {
 	if err := dec.Decode(&raw); err != nil {
 		return nil, fmt.Errorf("invocation: envelope is not a JSON object: %w", err)
 	}
-	if dec.More() {
+	// Token, unlike More, also reports a stray closing '}' or ']' after the object.
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("invocation: trailing data after the envelope")
 	}
 	req := &Request{}
@@ -209,13 +211,34 @@ func (h *HTTPRequest) Header(name string) string {
 }
 
 type wireHTTPRequest struct {
-	URL        string                     `json:"Url"`
-	Method     string                     `json:"Method"`
-	Query      map[string]json.RawMessage `json:"Query"`
-	Headers    map[string]json.RawMessage `json:"Headers"`
-	Params     map[string]json.RawMessage `json:"Params"`
-	Identities []json.RawMessage          `json:"Identities"`
-	Body       json.RawMessage            `json:"Body"`
+	URL        string            `json:"Url"`
+	Method     string            `json:"Method"`
+	Query      members           `json:"Query"`
+	Headers    members           `json:"Headers"`
+	Params     members           `json:"Params"`
+	Identities []json.RawMessage `json:"Identities"`
+	Body       json.RawMessage   `json:"Body"`
+}
+
+// members is a JSON object's members. The documented sample sends the query as a string
+// holding the object ("Query":"{}") where the real host sends the object itself; both
+// decode to the same members.
+type members map[string]json.RawMessage
+
+func (m *members) UnmarshalJSON(b []byte) error {
+	if isNull(b) {
+		return nil
+	}
+	var s string
+	if json.Unmarshal(b, &s) == nil {
+		b = []byte(s)
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(b, &obj); err != nil {
+		return err
+	}
+	*m = obj
+	return nil
 }
 
 // HTTPTrigger decodes the HTTP request bound to the trigger named binding.
@@ -262,12 +285,14 @@ func (r *Request) HTTPTrigger(binding string) (*HTTPRequest, error) {
 	return req, nil
 }
 
-// scalarText renders a JSON scalar as text: strings lose their quotes, numbers and bools
-// keep their literal form.
+// scalarText renders a member of the request object as text: strings lose their quotes,
+// numbers and bools keep their literal form, null is "". The request object is nested
+// JSON, so its strings are encoded once, not twice like a binding value: a query value
+// that is itself quoted (q="exact phrase") must keep its quotes, which Text would strip.
 func scalarText(raw json.RawMessage) string {
-	s, err := Text(raw)
-	if err != nil {
-		return ""
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil {
+		return s
 	}
-	return s
+	return string(bytes.TrimSpace(raw))
 }

@@ -201,6 +201,11 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request, reg Registration
 	}
 	if resp == nil {
 		resp = &Response{}
+	} else {
+		// The function may hand back a Response it shares between invocations; filling in
+		// this invocation's logs must not write into it.
+		cp := *resp
+		resp = &cp
 	}
 	inv.mu.Lock()
 	resp.Logs = append(inv.logs, resp.Logs...)
