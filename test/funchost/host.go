@@ -44,7 +44,8 @@ type Options struct {
 	Env map[string]string
 	// Logger receives the host's logs, including the handler's console lines.
 	Logger *slog.Logger
-	// Console, when set, also receives the handler's raw stdout and stderr lines.
+	// Console, when set, receives the handler's raw stdout and stderr lines instead of
+	// Logger, which would otherwise log each line as the host does.
 	Console io.Writer
 	// HostVersion is reported to the handler; DefaultHostVersion when empty.
 	HostVersion string

@@ -185,6 +185,7 @@ func (h *Host) console(r io.Reader, isStderr bool) {
 			h.consoleMu.Lock()
 			fmt.Fprintln(h.consoleOut, line)
 			h.consoleMu.Unlock()
+			continue
 		}
 		level := slog.LevelInfo
 		switch {
