@@ -235,15 +235,24 @@ func (s *Store) Create(ctx context.Context, o *order.Order, co resilience.CallOp
 	// The partition key always comes from the item itself, so the two cannot disagree.
 	pk := azcosmos.NewPartitionKeyString(o.CustomerID)
 	co.Paced = true
+	// A conflict is the store answering, not failing: the item exists, and whether it is
+	// this order is settled below. Counting it as a failure would skew the breaker and
+	// the health counts on every redelivery.
+	conflict := false
 	err = s.writes.Do(ctx, co, func(ctx context.Context) error {
 		_, err := s.container.CreateItem(ctx, pk, doc, nil)
+		var re *azcore.ResponseError
+		if errors.As(err, &re) && re.StatusCode == http.StatusConflict {
+			conflict = true
+			return nil
+		}
 		return err
 	})
-	if err == nil {
-		return Written, nil
-	}
-	if e, ok := resilience.AsError(err); !ok || e.Status != http.StatusConflict {
+	if err != nil {
 		return 0, err
+	}
+	if !conflict {
+		return Written, nil
 	}
 	stored, found, err := s.Read(ctx, o.CustomerID, o.ID, resilience.CallOptions{MaxWait: co.MaxWait})
 	if err != nil {

@@ -60,6 +60,11 @@ func TestOrderTravelsThePipeline(t *testing.T) {
 		t.Errorf("container holds %d items for order-1, want 1 (all: %v)", n, counts)
 	}
 
+	// The second create met a conflict; that is an answer, not a failure of the store.
+	if d := health(s.URL())["cosmos-writes"]; d.Counts["permanent"] != 0 || d.Counts["failures"] != 0 || d.Breaker.State != "closed" {
+		t.Errorf("after a duplicate delivery cosmos-writes reports %v, breaker %q; want no failures", d.Counts, d.Breaker.State)
+	}
+
 	// Both deliveries reach notify; the API fulfils the order once.
 	eventually(t, 10*time.Second, func() (struct{}, bool) {
 		return struct{}{}, len(s.Fulfilment.Calls()) >= 2
