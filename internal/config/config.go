@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"strconv"
@@ -111,7 +112,7 @@ func Load(getenv Getenv) (*Config, error) {
 	r := &reader{getenv: getenv}
 	c := &Config{}
 	c.Port = r.int("FUNCTIONS_CUSTOMHANDLER_PORT", 0, 1, 65535)
-	if _, ok := getenv("FUNCTIONS_CUSTOMHANDLER_PORT"); !ok {
+	if r.str("FUNCTIONS_CUSTOMHANDLER_PORT", "") == "" {
 		r.fail("FUNCTIONS_CUSTOMHANDLER_PORT", "is not set; the Functions host sets it when it starts the handler")
 	}
 	c.AppRoot = r.str("FUNCTIONS_APP_ROOT_PATH", "")
@@ -322,7 +323,7 @@ func (r *reader) float(key string, def, min, max float64) float64 {
 		r.fail(key, fmt.Sprintf("is %q; want a number", v))
 		return def
 	}
-	if f < min || f > max {
+	if !(f >= min && f <= max) { // refuses NaN too
 		r.fail(key, fmt.Sprintf("is %v; want %v to %v", f, min, max))
 		return def
 	}
@@ -377,6 +378,11 @@ func ParseDuration(s string) (time.Duration, error) {
 	if d, err := time.ParseDuration(s); err == nil {
 		return d, nil
 	}
+	// strconv reads "-00" as 0, which would drop the sign of "-00:05:00"; no setting
+	// takes a negative duration, so signs are refused outright.
+	if strings.ContainsAny(s, "+-") {
+		return 0, fmt.Errorf("invalid duration %q", s)
+	}
 	days := 0
 	if i := strings.Index(s, "."); i >= 0 && i < strings.Index(s, ":") {
 		n, err := strconv.Atoi(s[:i])
@@ -392,8 +398,12 @@ func ParseDuration(s string) (time.Duration, error) {
 	h, err1 := strconv.Atoi(parts[0])
 	m, err2 := strconv.Atoi(parts[1])
 	sec, err3 := strconv.ParseFloat(parts[2], 64)
-	if err1 != nil || err2 != nil || err3 != nil || h < 0 || m < 0 || m > 59 || sec < 0 || sec >= 60 {
+	if err1 != nil || err2 != nil || err3 != nil || h < 0 || m < 0 || m > 59 || !(sec >= 0 && sec < 60) {
 		return 0, fmt.Errorf("invalid duration %q", s)
+	}
+	// Refuse what a time.Duration cannot hold rather than let it wrap around.
+	if total := float64(days)*86400 + float64(h)*3600 + float64(m)*60 + sec; math.Abs(total) >= float64(math.MaxInt64/int64(time.Second)) {
+		return 0, fmt.Errorf("invalid duration %q: too long", s)
 	}
 	return time.Duration(days)*24*time.Hour + time.Duration(h)*time.Hour + time.Duration(m)*time.Minute + time.Duration(sec*float64(time.Second)), nil
 }

@@ -187,10 +187,14 @@ func parseItems(raw json.RawMessage) ([]Item, error) {
 		if !ok || isNull(qr) {
 			return nil, &FieldError{Field: field + ".quantity", Reason: "is required"}
 		}
-		var q json.Number
+		// Decoded into an interface, not a json.Number: encoding/json would fill a
+		// json.Number from a string such as "5", and the stored item would keep the string.
+		var v any
 		dec := json.NewDecoder(bytes.NewReader(qr))
 		dec.UseNumber()
-		if err := dec.Decode(&q); err != nil {
+		err := dec.Decode(&v)
+		q, isNumber := v.(json.Number)
+		if err != nil || !isNumber {
 			return nil, &FieldError{Field: field + ".quantity", Reason: "must be a whole number"}
 		}
 		f, err := q.Float64()

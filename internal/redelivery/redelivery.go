@@ -60,6 +60,9 @@ func Join(body []byte, st State) ([]byte, error) {
 	if err := json.Unmarshal(body, &m); err != nil {
 		return nil, err
 	}
+	if m == nil { // the body was JSON null
+		return nil, errors.New("message is not a JSON object")
+	}
 	m[StateField], _ = json.Marshal(st)
 	return json.Marshal(m)
 }
@@ -114,7 +117,9 @@ func (q *Queue) Defer(ctx context.Context, inv *invocation.Invocation, msg *invo
 // delay grows with the number of deferrals (base × 2^(n-1), capped) and never undercuts
 // the dependency's own hint.
 func (q *Queue) delay(count int, hint time.Duration) time.Duration {
-	d := q.Config.BaseDelay << min(count-1, 20)
+	// A count below 1 comes only from a message's own (malformed) state; a negative
+	// shift would panic.
+	d := q.Config.BaseDelay << min(max(count-1, 0), 20)
 	if d > q.Config.MaxDelay || d < 0 {
 		d = q.Config.MaxDelay
 	}

@@ -8,6 +8,9 @@ import (
 	"time"
 )
 
+// maxHint is the longest wait a hint may ask for.
+const maxHint = 7 * 24 * time.Hour
+
 // Hint is a server's request to wait before trying again.
 type Hint struct {
 	Delay time.Duration
@@ -28,7 +31,8 @@ func ParseHint(h http.Header, now time.Time) (hint Hint, ok bool, warning string
 			continue
 		}
 		ms, err := strconv.ParseFloat(v, 64)
-		if err != nil || ms < 0 || ms > 7*24*3600*1000 {
+		// Written so that NaN, which compares false with everything, is refused too.
+		if err != nil || !(ms >= 0 && ms <= float64(maxHint/time.Millisecond)) {
 			return Hint{}, false, fmt.Sprintf("ignoring header %s=%q: want a non-negative number of milliseconds", name, v)
 		}
 		return Hint{Delay: time.Duration(ms * float64(time.Millisecond)), Header: name}, true, ""
@@ -51,8 +55,13 @@ func ParseHint(h http.Header, now time.Time) (hint Hint, ok bool, warning string
 		if d < 0 {
 			return Hint{}, false, fmt.Sprintf("ignoring header Retry-After=%q: the date is in the past", v)
 		}
-		// HTTP dates have one-second resolution; round up so we never arrive early.
-		d = d.Truncate(time.Second) + time.Second
+		// HTTP dates have one-second resolution; round up so we never arrive early. A date
+		// further away is capped like a number of seconds (and cannot overflow).
+		if d >= maxHint {
+			d = maxHint
+		} else {
+			d = d.Truncate(time.Second) + time.Second
+		}
 		return Hint{Delay: d, Header: "Retry-After"}, true, ""
 	}
 	return Hint{}, false, fmt.Sprintf("ignoring header Retry-After=%q: neither whole seconds nor an HTTP date", v)

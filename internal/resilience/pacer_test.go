@@ -1,0 +1,283 @@
+package resilience
+
+import (
+	"context"
+	"math"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeClock is a settable clock for a Pacer.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func (c *fakeClock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = t
+}
+
+func approx(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs(b)) }
+
+func TestPacerReserveSpacesSlots(t *testing.T) {
+	clk := newFakeClock()
+	p := NewPacer(PacerOptions{Initial: 10, Min: 1, Max: 100, Increase: 1, Now: clk.Now})
+	if p.Rate() != 10 {
+		t.Fatalf("Rate() = %v, want the initial 10", p.Rate())
+	}
+	if w, ok := p.Reserve(0); !ok || w != 0 {
+		t.Fatalf("first Reserve(0) = %v, %v; want 0, true", w, ok)
+	}
+	// The next slot is 1/rate away: too far for a caller that will not wait.
+	w, ok := p.Reserve(0)
+	if ok || w != 100*time.Millisecond {
+		t.Fatalf("second Reserve(0) = %v, %v; want 100ms, false", w, ok)
+	}
+	// Nothing was claimed, so the same slot is still free.
+	if w, ok := p.Reserve(100 * time.Millisecond); !ok || w != 100*time.Millisecond {
+		t.Fatalf("Reserve(100ms) = %v, %v; want 100ms, true", w, ok)
+	}
+	if w, ok := p.Reserve(time.Second); !ok || w != 200*time.Millisecond {
+		t.Fatalf("third Reserve = %v, %v; want 200ms, true", w, ok)
+	}
+	if d := p.Delay(); d != 300*time.Millisecond {
+		t.Errorf("Delay() = %v, want 300ms", d)
+	}
+	// Time passing frees the slots; an idle pacer does not bank them.
+	clk.Advance(10 * time.Second)
+	if d := p.Delay(); d != 0 {
+		t.Errorf("Delay() after idling = %v, want 0", d)
+	}
+	if w, ok := p.Reserve(0); !ok || w != 0 {
+		t.Errorf("Reserve after idling = %v, %v; want 0, true", w, ok)
+	}
+	if w, ok := p.Reserve(0); ok || w != 100*time.Millisecond {
+		t.Errorf("Reserve right after = %v, %v; want 100ms, false (no burst credit)", w, ok)
+	}
+}
+
+func TestPacerReserveConcurrent(t *testing.T) {
+	clk := newFakeClock()
+	p := NewPacer(PacerOptions{Initial: 1000, Min: 1, Max: 1000, Increase: 1, Now: clk.Now})
+	const n = 200
+	waits := make([]time.Duration, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w, ok := p.Reserve(time.Hour)
+			if !ok {
+				t.Error("Reserve(1h) refused")
+			}
+			waits[i] = w
+		}()
+	}
+	wg.Wait()
+	sort.Slice(waits, func(i, j int) bool { return waits[i] < waits[j] })
+	for i, w := range waits {
+		if want := time.Duration(i) * time.Millisecond; w != want {
+			t.Fatalf("slot %d starts after %v, want %v: every writer gets its own slot", i, w, want)
+		}
+	}
+}
+
+func TestPacerAdditiveIncrease(t *testing.T) {
+	p := NewPacer(PacerOptions{Initial: 10, Min: 1, Max: 1000, Increase: 5, Now: newFakeClock().Now})
+	p.Succeeded()
+	if got := p.Rate(); !approx(got, 10.5) {
+		t.Fatalf("Rate after one success = %v, want 10.5 (increase/rate)", got)
+	}
+	// About one second of writes at ~10/s raises the rate by about Increase.
+	for range 9 {
+		p.Succeeded()
+	}
+	if got := p.Rate(); got < 14 || got > 15 {
+		t.Errorf("Rate after ~1s of successes = %v, want close to 15", got)
+	}
+	// The rate never passes Max.
+	q := NewPacer(PacerOptions{Initial: 99, Min: 1, Max: 100, Increase: 1000, Now: newFakeClock().Now})
+	for range 10 {
+		q.Succeeded()
+	}
+	if got := q.Rate(); got != 100 {
+		t.Errorf("Rate = %v, want capped at 100", got)
+	}
+}
+
+func TestPacerMultiplicativeDecrease(t *testing.T) {
+	clk := newFakeClock()
+	p := NewPacer(PacerOptions{Initial: 100, Min: 20, Max: 1000, Increase: 1, Now: clk.Now})
+	p.Throttled(0)
+	if got := p.Rate(); !approx(got, 70) {
+		t.Fatalf("Rate after a throttle = %v, want 70 (default decrease 0.7)", got)
+	}
+	// A burst of 429s answering the same writes cuts the rate once per cooldown.
+	for range 5 {
+		clk.Advance(50 * time.Millisecond)
+		p.Throttled(0)
+	}
+	if got := p.Rate(); !approx(got, 70) {
+		t.Fatalf("Rate after throttles within the cooldown = %v, want still 70", got)
+	}
+	clk.Advance(500 * time.Millisecond) // default cooldown
+	p.Throttled(0)
+	if got := p.Rate(); !approx(got, 49) {
+		t.Fatalf("Rate after the cooldown = %v, want 49", got)
+	}
+	for range 10 {
+		clk.Advance(time.Second)
+		p.Throttled(0)
+	}
+	if got := p.Rate(); got != 20 {
+		t.Errorf("Rate = %v, want floored at Min 20", got)
+	}
+}
+
+func TestPacerOptions(t *testing.T) {
+	clk := newFakeClock()
+	p := NewPacer(PacerOptions{Initial: 100, Min: 1, Max: 1000, Decrease: 0.5, Cooldown: 2 * time.Second, Now: clk.Now})
+	p.Throttled(0)
+	clk.Advance(time.Second)
+	p.Throttled(0)
+	if got := p.Rate(); !approx(got, 50) {
+		t.Errorf("Rate = %v, want 50: Decrease 0.5 once within a 2s cooldown", got)
+	}
+	clk.Advance(time.Second)
+	p.Throttled(0)
+	if got := p.Rate(); !approx(got, 25) {
+		t.Errorf("Rate = %v, want 25 after the cooldown", got)
+	}
+	for _, bad := range []float64{-1, 1, 1.5} {
+		q := NewPacer(PacerOptions{Initial: 100, Min: 1, Max: 1000, Decrease: bad, Now: newFakeClock().Now})
+		q.Throttled(0)
+		if got := q.Rate(); !approx(got, 70) {
+			t.Errorf("Decrease %v: Rate = %v, want the default 0.7 applied", bad, got)
+		}
+	}
+	// Without a clock the pacer uses the real one.
+	r := NewPacer(PacerOptions{Initial: 1, Min: 1, Max: 1})
+	if _, ok := r.Reserve(0); !ok {
+		t.Error("first Reserve on a real clock refused")
+	}
+	if d := r.Delay(); d <= 0 || d > time.Second {
+		t.Errorf("Delay() = %v, want within (0, 1s]", d)
+	}
+}
+
+func TestPacerThrottlePausesEveryWriter(t *testing.T) {
+	clk := newFakeClock()
+	p := NewPacer(PacerOptions{Initial: 1000, Min: 1, Max: 1000, Increase: 1, Now: clk.Now})
+	p.Throttled(2 * time.Second)
+	if d := p.Delay(); d != 2*time.Second {
+		t.Fatalf("Delay() = %v, want the 2s hint", d)
+	}
+	if w, ok := p.Reserve(time.Second); ok || w != 2*time.Second {
+		t.Fatalf("Reserve(1s) = %v, %v; want 2s, false", w, ok)
+	}
+	// A shorter hint does not pull the pause in.
+	p.Throttled(500 * time.Millisecond)
+	if d := p.Delay(); d != 2*time.Second {
+		t.Fatalf("Delay() after a shorter hint = %v, want still 2s", d)
+	}
+	clk.Advance(2 * time.Second)
+	if w, ok := p.Reserve(0); !ok || w != 0 {
+		t.Errorf("Reserve after the pause = %v, %v; want 0, true", w, ok)
+	}
+}
+
+func TestPacerWait(t *testing.T) {
+	p := NewPacer(PacerOptions{Initial: 1, Min: 1, Max: 1})
+	if w, ok := p.Wait(context.Background(), 0); !ok || w != 0 {
+		t.Fatalf("first Wait = %v, %v; want 0, true", w, ok)
+	}
+	// The next slot is ~1s away.
+	w, ok := p.Wait(context.Background(), 10*time.Millisecond)
+	if ok || w <= 10*time.Millisecond {
+		t.Fatalf("Wait(10ms) = %v, %v; want refused with the real wait", w, ok)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if w, ok := p.Wait(ctx, time.Hour); ok || w <= 0 {
+		t.Fatalf("Wait on a cancelled context = %v, %v; want refused", w, ok)
+	}
+
+	fast := NewPacer(PacerOptions{Initial: 200, Min: 1, Max: 200})
+	fast.Reserve(0)
+	start := time.Now()
+	w, ok = fast.Wait(context.Background(), time.Second)
+	if !ok || w <= 0 {
+		t.Fatalf("Wait = %v, %v; want a short wait granted", w, ok)
+	}
+	if slept := time.Since(start); slept < w {
+		t.Errorf("Wait returned after %v, before its slot at %v", slept, w)
+	}
+}
+
+// TestPacerSettlesNearCapacity runs the pacer against a simulated store that accepts
+// capacity writes per second (a token bucket) and throttles the rest with an honest hint.
+// AIMD should find the capacity from far above and keep the throttled share small.
+func TestPacerSettlesNearCapacity(t *testing.T) {
+	const capacity = 100.0 // writes per second
+	for _, initial := range []float64{1000, 5} {
+		clk := newFakeClock()
+		p := NewPacer(PacerOptions{Initial: initial, Min: 1, Max: 10000, Increase: 20, Now: clk.Now})
+		start := clk.Now()
+		tokens, last := capacity/10, start // a bucket of 100 ms worth
+		var accepted, throttled, acceptedLate, throttledLate int
+		for clk.Now().Sub(start) < 60*time.Second {
+			w, ok := p.Reserve(time.Hour)
+			if !ok {
+				t.Fatal("Reserve(1h) refused")
+			}
+			clk.Advance(w)
+			now := clk.Now()
+			tokens = math.Min(capacity/10, tokens+now.Sub(last).Seconds()*capacity)
+			last = now
+			late := now.Sub(start) > 30*time.Second
+			if tokens >= 1 {
+				tokens--
+				accepted++
+				if late {
+					acceptedLate++
+				}
+				p.Succeeded()
+				continue
+			}
+			throttled++
+			if late {
+				throttledLate++
+			}
+			p.Throttled(time.Duration((1 - tokens) / capacity * float64(time.Second)))
+		}
+		rate := float64(acceptedLate) / 30
+		if rate < 0.7*capacity || rate > 1.05*capacity {
+			t.Errorf("initial %v: accepted %.1f writes/s in the last 30s, want near %v", initial, rate, capacity)
+		}
+		if share := float64(throttledLate) / float64(acceptedLate+throttledLate); share > 0.1 {
+			t.Errorf("initial %v: %.0f%% of late writes throttled, want under 10%%", initial, share*100)
+		}
+		if r := p.Rate(); r < 0.5*capacity || r > 2*capacity {
+			t.Errorf("initial %v: final rate %.1f, want near %v", initial, r, capacity)
+		}
+		t.Logf("initial %v: accepted %d, throttled %d, final rate %.1f", initial, accepted, throttled, p.Rate())
+	}
+}
