@@ -287,17 +287,25 @@ func trimJSONError(err error) string {
 // Canonical returns the order as compact JSON with members in a fixed order, so two copies
 // of the same order compare equal however their JSON was spaced.
 func (o *Order) Canonical() []byte {
-	m := make(map[string]json.RawMessage, len(o.Fields))
+	m := make(map[string]any, len(o.Fields))
 	for k, v := range o.Fields {
-		var buf bytes.Buffer
-		if err := json.Compact(&buf, v); err != nil {
-			buf.Reset()
-			buf.Write(v)
-		}
-		m[k] = buf.Bytes()
+		m[k] = canonicalValue(v)
 	}
-	b, _ := json.Marshal(m) // map keys are sorted
+	b, _ := json.Marshal(m) // map keys are sorted, at every depth
 	return b
+}
+
+// canonicalValue decodes a member so that re-encoding sorts the keys of nested objects
+// too: two clients that serialise the same order with members in another order send the
+// same content. Numbers keep their text, so 2 and 2.0 stay distinct as sent.
+func canonicalValue(v json.RawMessage) any {
+	dec := json.NewDecoder(bytes.NewReader(v))
+	dec.UseNumber()
+	var out any
+	if err := dec.Decode(&out); err != nil {
+		return v
+	}
+	return out
 }
 
 // Hash identifies the order's content. The store keeps it beside the order, so a

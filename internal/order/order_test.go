@@ -432,8 +432,8 @@ func TestCanonicalIgnoresSpacingAndMemberOrder(t *testing.T) {
 			t.Errorf("variant %d: Hash() = %s, want %s", i, o.Hash(), first.Hash())
 		}
 	}
-	// Members come out sorted.
-	want := `{"customerId":"c","id":"a","items":[{"sku":"s","quantity":2}],"note":{"x":[1,2]},"tag":"t"}`
+	// Members come out sorted, nested objects' members too.
+	want := `{"customerId":"c","id":"a","items":[{"quantity":2,"sku":"s"}],"note":{"x":[1,2]},"tag":"t"}`
 	if got := string(first.Canonical()); got != want {
 		t.Errorf("Canonical() = %s, want %s", got, want)
 	}
@@ -561,4 +561,28 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Hash changed on round trip")
 		}
 	})
+}
+
+// TestHashIgnoresNestedMemberOrder: two clients that serialise the same order with the
+// members of its items in another order send the same content, so a redelivery from
+// either is a duplicate, not a conflicting order.
+func TestHashIgnoresNestedMemberOrder(t *testing.T) {
+	a, err := Parse([]byte(`{"id":"a","customerId":"c","items":[{"sku":"s","quantity":2}],"ship":{"to":"x","by":"y"}}`), ParseOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Parse([]byte(`{"customerId":"c","ship":{"by":"y","to":"x"},"items":[{"quantity":2,"sku":"s"}],"id":"a"}`), ParseOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Hash() != b.Hash() {
+		t.Errorf("hashes differ for the same order with nested members reordered:\n%s\n%s", a.Canonical(), b.Canonical())
+	}
+	c, err := Parse([]byte(`{"id":"a","customerId":"c","items":[{"sku":"s","quantity":3}],"ship":{"to":"x","by":"y"}}`), ParseOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Hash() == c.Hash() {
+		t.Error("a different quantity gives the same hash")
+	}
 }

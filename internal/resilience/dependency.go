@@ -147,7 +147,9 @@ func (d *Dependency) Do(ctx context.Context, co CallOptions, call func(ctx conte
 	}
 	retry := retrypolicy.NewBuilder[any]().
 		HandleIf(func(_ any, err error) bool { return isThrottle(err) }).
-		AbortIf(func(_ any, err error) bool { return isThrottle(err) && !fits(d.throttleDelay(err, 0)) }).
+		// The delay func draws its own jitter, so the check uses the largest delay it
+		// can draw: a hint that fits only with luck is not started.
+		AbortIf(func(_ any, err error) bool { return isThrottle(err) && !fits(d.throttleDelayBound(err)) }).
 		WithMaxRetries(d.opts.ThrottleMaxRetries).
 		WithDelayFunc(func(exec failsafe.ExecutionAttempt[any]) time.Duration {
 			return d.throttleDelay(exec.LastError(), exec.Retries())
@@ -180,6 +182,14 @@ func (d *Dependency) throttleDelay(err error, retries int) time.Duration {
 		delay = d.opts.ThrottleBackoffMax
 	}
 	return delay
+}
+
+// throttleDelayBound is the longest delay throttleDelay can return for err.
+func (d *Dependency) throttleDelayBound(err error) time.Duration {
+	if e, ok := AsError(err); ok && e.Hinted {
+		return e.RetryAfter + e.RetryAfter/10 + 5*time.Millisecond
+	}
+	return d.opts.ThrottleBackoffMax
 }
 
 func isThrottle(err error) bool {
@@ -255,7 +265,7 @@ func (d *Dependency) finish(ctx context.Context, err error, deadline time.Time) 
 			// The retry policy gave up: out of retries, or the hint reaches past what the
 			// invocation has left. Say which, keeping the hint for the caller's requeue.
 			reason := ReasonRetriesNoMore
-			if e.RetryAfter > 0 && time.Until(deadline) <= e.RetryAfter {
+			if e.RetryAfter > 0 && (time.Until(deadline) <= e.RetryAfter || e.RetryAfter > d.opts.ThrottleMaxWait) {
 				reason = ReasonHintTooLong
 			}
 			return &Error{Kind: Transient, Reason: reason, RetryAfter: e.RetryAfter, Hinted: e.Hinted, Status: e.Status, SubStatus: e.SubStatus, Err: e}

@@ -169,8 +169,8 @@ func TestDependencyHintBeyondThrottleMaxWait(t *testing.T) {
 	if attempts != 1 {
 		t.Errorf("%d attempts, want 1: a hint beyond ThrottleMaxWait is not waited for", attempts)
 	}
-	if e.Kind != Transient || e.Reason != ReasonRetriesNoMore || e.RetryAfter != 500*time.Millisecond || !e.Hinted {
-		t.Errorf("error = %+v, want transient %s keeping the 500ms hint", e, ReasonRetriesNoMore)
+	if e.Kind != Transient || e.Reason != ReasonHintTooLong || e.RetryAfter != 500*time.Millisecond || !e.Hinted {
+		t.Errorf("error = %+v, want transient %s keeping the 500ms hint", e, ReasonHintTooLong)
 	}
 	if c := d.State().Counts; c.Retries != 0 {
 		t.Errorf("Retries = %d, want 0", c.Retries)
