@@ -73,7 +73,7 @@ type CosmosConfig struct {
 	WriteRateInitial  float64
 	WriteRateMin      float64
 	WriteRateMax      float64
-	WriteRateIncrease float64
+	WriteRateGrowth   float64
 
 	Breaker BreakerConfig
 }
@@ -168,10 +168,10 @@ func Load(getenv Getenv) (*Config, error) {
 	cc.OperationTimeout = r.duration("COSMOS_OPERATION_TIMEOUT", 60*time.Second, time.Second, time.Hour)
 	cc.MaxConcurrency = r.int("COSMOS_MAX_CONCURRENCY", 16, 1, 10000)
 	cc.QueueWait = r.duration("COSMOS_QUEUE_WAIT", 30*time.Second, 0, time.Hour)
-	cc.WriteRateInitial = r.float("COSMOS_WRITE_RATE_INITIAL", 50, 0.1, 1e6)
+	cc.WriteRateInitial = r.float("COSMOS_WRITE_RATE_INITIAL", 20, 0.1, 1e6)
 	cc.WriteRateMin = r.float("COSMOS_WRITE_RATE_MIN", 1, 0.1, 1e6)
 	cc.WriteRateMax = r.float("COSMOS_WRITE_RATE_MAX", 1000, 0.1, 1e6)
-	cc.WriteRateIncrease = r.float("COSMOS_WRITE_RATE_INCREASE", 10, 0.01, 1e6)
+	cc.WriteRateGrowth = r.float("COSMOS_WRITE_RATE_GROWTH", 0.05, 0.001, 1)
 	cc.Breaker = r.breaker("COSMOS_BREAKER_", BreakerConfig{FailureRate: 0.5, MinRequests: 10, Window: 10 * time.Second, Delay: 5 * time.Second, SuccessThreshold: 2})
 
 	c.FulfilmentURL = r.str("FULFILMENT_API_URL", "")

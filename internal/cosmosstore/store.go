@@ -115,7 +115,7 @@ func New(cfg config.CosmosConfig, logger *slog.Logger) (*Store, error) {
 
 	s := &Store{cfg: cfg, client: client, container: container, logger: logger, ready: make(chan struct{})}
 	pacer := resilience.NewPacer(resilience.PacerOptions{
-		Initial: cfg.WriteRateInitial, Min: cfg.WriteRateMin, Max: cfg.WriteRateMax, Increase: cfg.WriteRateIncrease,
+		Initial: cfg.WriteRateInitial, Min: cfg.WriteRateMin, Max: cfg.WriteRateMax, Growth: cfg.WriteRateGrowth,
 	})
 	s.writes = resilience.NewDependency(resilience.DependencyOptions{
 		Name: "cosmos-writes", Logger: logger, OperationTimeout: cfg.OperationTimeout,

@@ -589,7 +589,7 @@ func TestDependencyPeakInFlightUnderContention(t *testing.T) {
 
 func TestDependencyPacer(t *testing.T) {
 	clk := newFakeClock()
-	p := NewPacer(PacerOptions{Initial: 1, Min: 0.5, Max: 100, Increase: 1, Now: clk.Now})
+	p := NewPacer(PacerOptions{Initial: 1, Min: 0.5, Max: 100, Now: clk.Now})
 	d := newTestDependency(func(o *DependencyOptions) {
 		o.Pacer = p
 		o.ThrottleMaxRetries = 0

@@ -6,16 +6,22 @@ import (
 	"time"
 )
 
-// Pacer spaces an instance's writes to a rate it learns from the store: additive
-// increase while writes succeed, multiplicative decrease when the store throttles, and a
-// pause for every writer as long as the server's hint asks. Every instance of the app
-// paces itself, so together they settle near the store's capacity without knowing how many
+// Pacer spaces an instance's writes to a rate it learns from the store. It starts at
+// Initial and grows fast (StartGrowth per second) until the store first throttles, then
+// slowly (Growth per second); every 429 cuts the rate by Decrease, at most once per
+// Cooldown, and pauses every writer for as long as the server's hint asks.
+//
+// Growth is relative to the instance's own rate, not a fixed number of writes per second,
+// so the app's total rate grows by the same share whether it runs on 2 instances or 50:
+// a fixed step would make 50 instances overshoot the store 25 times harder than 2.
+// Together the instances settle just under the store's capacity without knowing how many
 // of them there are.
 //
 // A Pacer is safe for concurrent use. The zero value is not usable; call NewPacer.
 type Pacer struct {
-	min, max, increase float64
-	decrease           float64
+	min, max            float64
+	growth, startGrowth float64
+	decrease            float64
 	// cooldown stops one burst of 429s, all answering writes sent at the same rate,
 	// from cutting the rate more than once.
 	cooldown time.Duration
@@ -23,18 +29,23 @@ type Pacer struct {
 
 	mu           sync.Mutex
 	rate         float64
+	throttled    bool      // the store has throttled this instance at least once
 	next         time.Time // earliest start of the next write
 	lastDecrease time.Time
 }
 
-// PacerOptions configures a Pacer. Rates are writes per second.
+// PacerOptions configures a Pacer. Rates are writes per second; growths are fractions
+// of the current rate per second of unthrottled writing.
 type PacerOptions struct {
 	Initial, Min, Max float64
-	// Increase is how much the rate grows per second of unthrottled writing.
-	Increase float64
+	// StartGrowth applies until the first throttle; 1 (the rate about doubles every
+	// 0.7 s) when zero.
+	StartGrowth float64
+	// Growth applies after the first throttle; 0.05 when zero.
+	Growth float64
 	// Decrease multiplies the rate on a throttle; 0.7 when zero.
 	Decrease float64
-	// Cooldown is the least time between two decreases; 500 ms when zero.
+	// Cooldown is the least time between two decreases; 200 ms when zero.
 	Cooldown time.Duration
 	Now      func() time.Time
 }
@@ -44,15 +55,21 @@ func NewPacer(opts PacerOptions) *Pacer {
 	if opts.Decrease <= 0 || opts.Decrease >= 1 {
 		opts.Decrease = 0.7
 	}
+	if opts.StartGrowth <= 0 {
+		opts.StartGrowth = 1
+	}
+	if opts.Growth <= 0 {
+		opts.Growth = 0.05
+	}
 	if opts.Cooldown <= 0 {
-		opts.Cooldown = 500 * time.Millisecond
+		opts.Cooldown = 200 * time.Millisecond
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
 	return &Pacer{
-		min: opts.Min, max: opts.Max, increase: opts.Increase, decrease: opts.Decrease,
-		cooldown: opts.Cooldown, now: opts.Now, rate: opts.Initial,
+		min: opts.Min, max: opts.Max, growth: opts.Growth, startGrowth: opts.StartGrowth,
+		decrease: opts.Decrease, cooldown: opts.Cooldown, now: opts.Now, rate: opts.Initial,
 	}
 }
 
@@ -100,9 +117,12 @@ func (p *Pacer) Wait(ctx context.Context, maxWait time.Duration) (time.Duration,
 func (p *Pacer) Succeeded() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	// Growing by increase/rate per write adds `increase` writes/s for every second spent
-	// writing at the current rate.
-	p.rate += p.increase / p.rate
+	// Adding g per write grows the rate by g×rate for every second spent writing at it.
+	g := p.growth
+	if !p.throttled {
+		g = p.startGrowth
+	}
+	p.rate += g
 	if p.rate > p.max {
 		p.rate = p.max
 	}
@@ -114,6 +134,7 @@ func (p *Pacer) Throttled(hint time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()
+	p.throttled = true
 	if resume := now.Add(hint); resume.After(p.next) {
 		p.next = resume
 	}

@@ -39,7 +39,7 @@ func approx(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(1, math.A
 
 func TestPacerReserveSpacesSlots(t *testing.T) {
 	clk := newFakeClock()
-	p := NewPacer(PacerOptions{Initial: 10, Min: 1, Max: 100, Increase: 1, Now: clk.Now})
+	p := NewPacer(PacerOptions{Initial: 10, Min: 1, Max: 100, Now: clk.Now})
 	if p.Rate() != 10 {
 		t.Fatalf("Rate() = %v, want the initial 10", p.Rate())
 	}
@@ -76,7 +76,7 @@ func TestPacerReserveSpacesSlots(t *testing.T) {
 
 func TestPacerReserveConcurrent(t *testing.T) {
 	clk := newFakeClock()
-	p := NewPacer(PacerOptions{Initial: 1000, Min: 1, Max: 1000, Increase: 1, Now: clk.Now})
+	p := NewPacer(PacerOptions{Initial: 1000, Min: 1, Max: 1000, Now: clk.Now})
 	const n = 200
 	waits := make([]time.Duration, n)
 	var wg sync.WaitGroup
@@ -100,45 +100,61 @@ func TestPacerReserveConcurrent(t *testing.T) {
 	}
 }
 
-func TestPacerAdditiveIncrease(t *testing.T) {
-	p := NewPacer(PacerOptions{Initial: 10, Min: 1, Max: 1000, Increase: 5, Now: newFakeClock().Now})
+func TestPacerGrowth(t *testing.T) {
+	p := NewPacer(PacerOptions{Initial: 10, Min: 1, Max: 1000, StartGrowth: 0.5, Growth: 0.1, Now: newFakeClock().Now})
 	p.Succeeded()
 	if got := p.Rate(); !approx(got, 10.5) {
-		t.Fatalf("Rate after one success = %v, want 10.5 (increase/rate)", got)
+		t.Fatalf("Rate after one success = %v, want 10.5 (start growth per write)", got)
 	}
-	// About one second of writes at ~10/s raises the rate by about Increase.
-	for range 9 {
-		p.Succeeded()
+	// After the first throttle growth is slower: Growth per write.
+	p.Throttled(0)
+	cut := p.Rate()
+	if !approx(cut, 10.5*0.7) {
+		t.Fatalf("Rate after a throttle = %v, want %v", cut, 10.5*0.7)
 	}
-	if got := p.Rate(); got < 14 || got > 15 {
-		t.Errorf("Rate after ~1s of successes = %v, want close to 15", got)
+	p.Succeeded()
+	if got := p.Rate(); !approx(got, cut+0.1) {
+		t.Errorf("Rate after a success past the first throttle = %v, want %v", got, cut+0.1)
+	}
+	// About one second of writes at ~rate r grows it by about Growth×r: relative, so
+	// the app's total grows by the same share whatever its instance count.
+	for _, initial := range []float64{10, 100} {
+		q := NewPacer(PacerOptions{Initial: initial, Min: 1, Max: 10000, Growth: 0.1, Now: newFakeClock().Now})
+		q.Throttled(0)
+		r0 := q.Rate()
+		for range int(r0) {
+			q.Succeeded()
+		}
+		if got := q.Rate() / r0; got < 1.09 || got > 1.11 {
+			t.Errorf("initial %v: a second of writes grew the rate by ×%.3f, want about ×1.1", initial, got)
+		}
 	}
 	// The rate never passes Max.
-	q := NewPacer(PacerOptions{Initial: 99, Min: 1, Max: 100, Increase: 1000, Now: newFakeClock().Now})
+	m := NewPacer(PacerOptions{Initial: 99, Min: 1, Max: 100, Now: newFakeClock().Now})
 	for range 10 {
-		q.Succeeded()
+		m.Succeeded()
 	}
-	if got := q.Rate(); got != 100 {
+	if got := m.Rate(); got != 100 {
 		t.Errorf("Rate = %v, want capped at 100", got)
 	}
 }
 
 func TestPacerMultiplicativeDecrease(t *testing.T) {
 	clk := newFakeClock()
-	p := NewPacer(PacerOptions{Initial: 100, Min: 20, Max: 1000, Increase: 1, Now: clk.Now})
+	p := NewPacer(PacerOptions{Initial: 100, Min: 20, Max: 1000, Now: clk.Now})
 	p.Throttled(0)
 	if got := p.Rate(); !approx(got, 70) {
 		t.Fatalf("Rate after a throttle = %v, want 70 (default decrease 0.7)", got)
 	}
 	// A burst of 429s answering the same writes cuts the rate once per cooldown.
 	for range 5 {
-		clk.Advance(50 * time.Millisecond)
+		clk.Advance(30 * time.Millisecond)
 		p.Throttled(0)
 	}
 	if got := p.Rate(); !approx(got, 70) {
 		t.Fatalf("Rate after throttles within the cooldown = %v, want still 70", got)
 	}
-	clk.Advance(500 * time.Millisecond) // default cooldown
+	clk.Advance(200 * time.Millisecond) // default cooldown
 	p.Throttled(0)
 	if got := p.Rate(); !approx(got, 49) {
 		t.Fatalf("Rate after the cooldown = %v, want 49", got)
@@ -185,7 +201,7 @@ func TestPacerOptions(t *testing.T) {
 
 func TestPacerThrottlePausesEveryWriter(t *testing.T) {
 	clk := newFakeClock()
-	p := NewPacer(PacerOptions{Initial: 1000, Min: 1, Max: 1000, Increase: 1, Now: clk.Now})
+	p := NewPacer(PacerOptions{Initial: 1000, Min: 1, Max: 1000, Now: clk.Now})
 	p.Throttled(2 * time.Second)
 	if d := p.Delay(); d != 2*time.Second {
 		t.Fatalf("Delay() = %v, want the 2s hint", d)
@@ -239,7 +255,7 @@ func TestPacerSettlesNearCapacity(t *testing.T) {
 	const capacity = 100.0 // writes per second
 	for _, initial := range []float64{1000, 5} {
 		clk := newFakeClock()
-		p := NewPacer(PacerOptions{Initial: initial, Min: 1, Max: 10000, Increase: 20, Now: clk.Now})
+		p := NewPacer(PacerOptions{Initial: initial, Min: 1, Max: 10000, Now: clk.Now})
 		start := clk.Now()
 		tokens, last := capacity/10, start // a bucket of 100 ms worth
 		var accepted, throttled, acceptedLate, throttledLate int
@@ -279,5 +295,59 @@ func TestPacerSettlesNearCapacity(t *testing.T) {
 			t.Errorf("initial %v: final rate %.1f, want near %v", initial, r, capacity)
 		}
 		t.Logf("initial %v: accepted %d, throttled %d, final rate %.1f", initial, accepted, throttled, p.Rate())
+	}
+}
+
+// TestPacersShareCapacity runs several instances' pacers against one simulated store:
+// because growth is relative to each instance's rate, 16 instances must not throttle much
+// more than 4 once they have found the capacity.
+func TestPacersShareCapacity(t *testing.T) {
+	const capacity = 200.0
+	for _, instances := range []int{4, 16} {
+		clk := newFakeClock()
+		pacers := make([]*Pacer, instances)
+		for i := range pacers {
+			pacers[i] = NewPacer(PacerOptions{Initial: 20, Min: 1, Max: 10000, Now: clk.Now})
+		}
+		start := clk.Now()
+		tokens, last := capacity/10, start
+		var acceptedLate, throttledLate int
+		// Each step lets every instance start the writes whose slots have come, then
+		// moves the clock on by a millisecond.
+		for clk.Now().Sub(start) < 60*time.Second {
+			now := clk.Now()
+			tokens = math.Min(capacity/10, tokens+now.Sub(last).Seconds()*capacity)
+			last = now
+			late := now.Sub(start) > 30*time.Second
+			for _, p := range pacers {
+				for {
+					if w, ok := p.Reserve(0); !ok || w > 0 {
+						break
+					}
+					if tokens >= 1 {
+						tokens--
+						p.Succeeded()
+						if late {
+							acceptedLate++
+						}
+						continue
+					}
+					p.Throttled(time.Duration((1 - tokens) / capacity * float64(time.Second)))
+					if late {
+						throttledLate++
+					}
+				}
+			}
+			clk.Advance(time.Millisecond)
+		}
+		rate := float64(acceptedLate) / 30
+		share := float64(throttledLate) / float64(max(acceptedLate+throttledLate, 1))
+		t.Logf("%d instances: %.1f writes/s accepted (capacity %v), %.1f%% throttled", instances, rate, capacity, share*100)
+		if rate < 0.9*capacity {
+			t.Errorf("%d instances: accepted %.1f writes/s, want near %v", instances, rate, capacity)
+		}
+		if share > 0.1 {
+			t.Errorf("%d instances: %.1f%% of writes throttled, want under 10%%", instances, share*100)
+		}
 	}
 }

@@ -311,8 +311,8 @@ func TestThousandOrdersFourInstancesThrottledStore(t *testing.T) {
 		hostInv += hs.Invocations
 		hostFail += hs.Failures
 	}
-	t.Logf("1,000 orders, %d instances, %d writes/s: drained in %v; %d write attempts (%.2f per logical write), %d throttled (%.1f%%), %d forwarded; %d invocations, %d failed; peak in-flight per instance %v (limit %d)",
-		instances, rate, drained.Round(time.Millisecond), st.WriteRequests, attempts, st.ThrottledWrites, share*100, st.WritesForwarded, hostInv, hostFail, peak, maxConc)
+	t.Logf("1,000 orders, %d instances, %d writes/s: drained in %v; %d write attempts (%.2f per logical write), %d throttled (%.1f%%), %d forwarded; %d failed invocations (of %d, health polls included); peak in-flight per instance %v (limit %d)",
+		instances, rate, drained.Round(time.Millisecond), st.WriteRequests, attempts, st.ThrottledWrites, share*100, st.WritesForwarded, hostFail, hostInv, peak, maxConc)
 }
 
 // TestPermanentCosmosRefusalsArePoisonedOnce covers the answers no retry can fix: 413,
