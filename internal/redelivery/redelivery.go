@@ -81,9 +81,11 @@ type Queue struct {
 // deadline may be what ran out.
 func (q *Queue) Defer(ctx context.Context, inv *invocation.Invocation, msg *invocation.QueueMessage, body []byte, st State, cause error) error {
 	now := time.Now().UTC()
-	if st.FirstSeen.IsZero() {
+	// A first-seen time in the future (clock skew, or a hand-made message) would keep
+	// the message inside the horizon for ever; it counts from now instead.
+	if st.FirstSeen.IsZero() || st.FirstSeen.After(now) {
 		st.FirstSeen = msg.InsertionTime
-		if st.FirstSeen.IsZero() {
+		if st.FirstSeen.IsZero() || st.FirstSeen.After(now) {
 			st.FirstSeen = now
 		}
 	}

@@ -397,6 +397,24 @@ func TestDeferWithoutInsertionTime(t *testing.T) {
 	}
 }
 
+// TestDeferIgnoresFutureFirstSeen: a first-seen time ahead of the clock would keep the
+// message inside the horizon for ever, so it is replaced by the time of this deferral.
+func TestDeferIgnoresFutureFirstSeen(t *testing.T) {
+	q, fake := newQueueFixture(t, requeue)
+	before := time.Now().UTC()
+	st := State{Count: 3, FirstSeen: before.Add(1000 * time.Hour)}
+	if err := q.Defer(context.Background(), testInvocation(), &invocation.QueueMessage{ID: "m"}, []byte(orderText), st, throttled(0)); err != nil {
+		t.Fatal(err)
+	}
+	_, got, err := Split(fake.sent()[0].Text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.FirstSeen.Before(before) || got.FirstSeen.After(time.Now().UTC()) {
+		t.Errorf("FirstSeen = %v, want the time of this deferral", got.FirstSeen)
+	}
+}
+
 func TestDeferPoisonsPastTheHorizon(t *testing.T) {
 	for name, tc := range map[string]struct {
 		st       State
