@@ -159,6 +159,11 @@ func (r *Request) MetaTime(key string) (time.Time, bool) {
 }
 
 // QueueMessage is the trigger data of a queue-triggered invocation.
+//
+// Everything but Text comes from Metadata, where the host lets the top-level properties
+// of a JSON message override its own binding data: an order with an "id" member arrives
+// with that id as Metadata.Id, not the queue message's. Treat these fields as
+// diagnostics, never as a key, and a value that does not parse as absent (zero).
 type QueueMessage struct {
 	Text            string
 	ID              string

@@ -17,6 +17,8 @@ import (
 type hostConfig struct {
 	ExecutablePath   string
 	Arguments        []string
+	WorkerPath       string   // defaultWorkerPath, passed after Arguments
+	WorkerArguments  []string // workerArguments, passed after WorkerPath
 	WorkingDirectory string
 	WorkerDirectory  string
 	Forwarding       bool
@@ -111,6 +113,12 @@ func loadHostConfig(root string, env map[string]string) (*hostConfig, error) {
 	if args, ok := valueAt(desc, "arguments").([]any); ok {
 		for _, a := range args {
 			c.Arguments = append(c.Arguments, fmt.Sprint(a))
+		}
+	}
+	c.WorkerPath = stringAt(desc, "defaultWorkerPath")
+	if args, ok := valueAt(desc, "workerArguments").([]any); ok {
+		for _, a := range args {
+			c.WorkerArguments = append(c.WorkerArguments, fmt.Sprint(a))
 		}
 	}
 	c.WorkingDirectory = stringAt(desc, "workingDirectory")

@@ -1,7 +1,6 @@
 package funchost
 
 import (
-	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/base64"
@@ -323,22 +322,29 @@ func (h *Host) httpInvocation(fn *function, r *http.Request, params map[string]s
 			req["Body"] = string(body)
 		}
 	}
-	meta := map[string]any{
-		"Query":   query,
-		"Headers": headersStr,
-		"sys":     sysMetadata(fn.Name, time.Now()),
+	// The HTTP extension's binding data, in its order: body properties, then query
+	// values, then route values, each replacing what came before under the same name;
+	// Query and Headers only when no such key exists yet. The sys object comes last.
+	meta := map[string]any{}
+	if len(body) > 0 {
+		applyJSONBindingData(meta, string(body), true)
 	}
 	for k, v := range query {
 		if !strings.EqualFold(k, "code") {
-			meta[k] = wireValue(v)
+			setFold(meta, k, wireValue(v))
 		}
 	}
 	for k, v := range params {
-		meta[k] = wireValue(v)
+		setFold(meta, k, wireValue(v))
 	}
-	if len(body) > 0 && bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
-		addScalarProperties(meta, body, false)
+	if _, ok := findKey(meta, "Query"); !ok {
+		meta["Query"] = query
 	}
+	if _, ok := findKey(meta, "Headers"); !ok {
+		meta["Headers"] = headersStr
+	}
+	setFold(meta, "sys", sysMetadata(fn.Name, time.Now()))
+	finishMetadata(meta)
 	return &invocation{
 		fn:       fn,
 		id:       id,

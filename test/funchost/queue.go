@@ -3,7 +3,6 @@ package funchost
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -372,9 +371,10 @@ func (l *listener) queueInvocation(text string, m *azqueue.DequeuedMessage, dequ
 	if m.TimeNextVisible != nil {
 		meta["NextVisibleTime"] = wireValue(*m.TimeNextVisible)
 	}
-	if json.Valid([]byte(text)) {
-		addScalarProperties(meta, []byte(text), true)
-	}
+	// The host adds the message's own properties after the trigger's binding data, so a
+	// property such as "Id" replaces the message id.
+	applyJSONBindingData(meta, text, false)
+	finishMetadata(meta)
 	data := map[string]any{l.fn.Trigger.Name: wireValue(text)}
 	if strings.EqualFold(l.fn.Trigger.DataType, "binary") {
 		data[l.fn.Trigger.Name] = wireValue([]byte(text))

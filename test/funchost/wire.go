@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"mime"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -25,11 +26,15 @@ func wireValue(v any) any {
 	case time.Time:
 		return dateTimeOffset(t)
 	default:
-		b, err := json.Marshal(t)
-		if err != nil {
+		// JsonConvert.SerializeObject escapes only quotes, backslashes and control
+		// characters; encoding/json would also turn <, > and & into \u003c and so on.
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(t); err != nil {
 			return "null"
 		}
-		return string(b)
+		return strings.TrimSuffix(b.String(), "\n")
 	}
 }
 
@@ -43,36 +48,137 @@ func dateTimeOffset(t time.Time) string {
 func sysMetadata(function string, now time.Time) map[string]any {
 	return map[string]any{
 		"MethodName": function,
-		"UtcNow":     now.UTC().Format("2006-01-02T15:04:05.0000000Z"),
-		"RandGuid":   newGUID(),
+		// Newtonsoft writes a DateTime with up to seven fraction digits, trailing zeros
+		// dropped, and no fraction at all on a whole second.
+		"UtcNow":   now.UTC().Format("2006-01-02T15:04:05.9999999Z"),
+		"RandGuid": newGUID(),
 	}
 }
 
-// addScalarProperties adds the top-level properties of a JSON object to metadata, as
-// the binding data the host derives from a JSON payload. Nulls are dropped as the host
-// drops them, and existing keys win.
-func addScalarProperties(meta map[string]any, payload []byte, scalarsOnly bool) {
+// applyJSONBindingData adds the top-level properties of a JSON object payload to a
+// trigger's binding data, as the host's Utility.ApplyBindingData does for a queue
+// message and the HTTP extension's copy of it does for a request body. Objects stay
+// objects and nulls are left out; every other value becomes the string .NET's
+// (string)JToken cast makes of it, in the invariant culture: 5 gives "5", true gives
+// "True", and a string Newtonsoft reads as a date gives "04/06/2024 15:30:00". A property
+// replaces binding data of the same name (binding data ignores case). The queue trigger's
+// copy skips arrays; the HTTP extension keeps them, and the wire then carries their JSON
+// text. Values are stored in wire form.
+func applyJSONBindingData(meta map[string]any, payload string, keepArrays bool) {
+	t := strings.TrimSpace(payload)
+	if !strings.HasPrefix(t, "{") || !strings.HasSuffix(t, "}") {
+		return
+	}
 	var obj map[string]any
-	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec := json.NewDecoder(strings.NewReader(t))
 	dec.UseNumber()
 	if dec.Decode(&obj) != nil {
 		return
 	}
 	for k, v := range obj {
-		if v == nil || strings.HasSuffix(strings.ToLower(k), "trigger") {
+		var val any
+		switch x := v.(type) {
+		case nil:
 			continue
-		}
-		if _, exists := findKey(meta, k); exists {
-			continue
-		}
-		switch v.(type) {
-		case map[string]any, []any:
-			if scalarsOnly {
+		case map[string]any:
+			val = x
+		case []any:
+			if !keepArrays {
 				continue
 			}
+			val = x
+		case string:
+			val = dotNetDateString(x)
+		case bool:
+			val = "False"
+			if x {
+				val = "True"
+			}
+		case json.Number:
+			val = dotNetNumberString(x)
 		}
-		meta[k] = wireValue(v)
+		setFold(meta, k, wireValue(val))
 	}
+}
+
+// setFold sets key in m, replacing an entry whose name differs only in case, as a
+// dictionary with StringComparer.OrdinalIgnoreCase does (the first spelling stays).
+func setFold(m map[string]any, key string, v any) {
+	if k, ok := findKey(m, key); ok {
+		key = k
+	}
+	m[key] = v
+}
+
+// finishMetadata drops what the host leaves out of Metadata: keys ending in "trigger"
+// and null values.
+func finishMetadata(meta map[string]any) {
+	for k, v := range meta {
+		if v == nil || strings.HasSuffix(strings.ToLower(k), "trigger") {
+			delete(meta, k)
+		}
+	}
+}
+
+// isoDate is what Newtonsoft's reader takes for a DateTime (DateParseHandling.DateTime,
+// the default of JObject.Parse): yyyy-MM-ddTHH:mm:ss, up to seven fraction digits, and
+// an optional Z or offset.
+var isoDate = regexp.MustCompile(`^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,7})?(Z|z|[+-]\d{2}(?::?\d{2})?)?$`)
+
+// dotNetDateString returns s as the host sees it after parsing: an ISO date becomes a
+// DateTime, which the invariant culture prints as MM/dd/yyyy HH:mm:ss without the
+// fraction. An offset converts the time to the server's local time, UTC in Azure; with
+// Z or no zone the clock time is kept. Anything else is returned unchanged.
+func dotNetDateString(s string) string {
+	m := isoDate.FindStringSubmatch(s)
+	if m == nil {
+		return s
+	}
+	n := make([]int, 7)
+	for i := 1; i <= 6; i++ {
+		n[i], _ = strconv.Atoi(m[i])
+	}
+	t := time.Date(n[1], time.Month(n[2]), n[3], n[4], n[5], n[6], 0, time.UTC)
+	if t.Year() != n[1] || int(t.Month()) != n[2] || t.Day() != n[3] || t.Hour() != n[4] || t.Minute() != n[5] || t.Second() != n[6] {
+		return s // not a real date, so Newtonsoft keeps the string
+	}
+	if z := m[7]; z != "" && z != "Z" && z != "z" {
+		digits := strings.ReplaceAll(z[1:], ":", "")
+		hh, _ := strconv.Atoi(digits[:2])
+		mm := 0
+		if len(digits) == 4 {
+			mm, _ = strconv.Atoi(digits[2:])
+		}
+		off := time.Duration(hh)*time.Hour + time.Duration(mm)*time.Minute
+		if z[0] == '-' {
+			off = -off
+		}
+		t = t.Add(-off)
+	}
+	return t.Format("01/02/2006 15:04:05")
+}
+
+// dotNetNumberString prints a JSON number as .NET does after Newtonsoft read it:
+// integers as their digits; other numbers as a double, shortest round-trip digits, in E
+// notation below 1E-04 and from 1E+15.
+func dotNetNumberString(n json.Number) string {
+	s := n.String()
+	if !strings.ContainsAny(s, ".eE") {
+		if s == "-0" {
+			return "0"
+		}
+		return s
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return s
+	}
+	e := strconv.FormatFloat(f, 'E', -1, 64)
+	exp, _ := strconv.Atoi(e[strings.IndexByte(e, 'E')+1:])
+	if f == 0 || (exp >= -4 && exp < 15) {
+		return strconv.FormatFloat(f, 'f', -1, 64)
+	}
+	return e
 }
 
 // invocationResult is the handler's reply body. The host matches the three top-level

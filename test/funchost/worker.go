@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -87,6 +88,90 @@ func (h *Host) executable() (string, error) {
 	return p, nil
 }
 
+// commandLine builds the argument string the way the host's process factory does: each
+// of arguments after a space, then defaultWorkerPath (resolved like the executable,
+// against the worker directory) in double quotes, then each of workerArguments. %NAME%
+// tokens are replaced from the environment, the worker's own variables included, so
+// %FUNCTIONS_CUSTOMHANDLER_PORT% works; tokens for unset names are removed.
+func (h *Host) commandLine(workerEnv map[string]string) string {
+	var b strings.Builder
+	for _, a := range h.cfg.Arguments {
+		b.WriteString(" " + a)
+	}
+	if p := h.cfg.WorkerPath; p != "" {
+		if !filepath.IsAbs(p) {
+			dir := h.root
+			if h.cfg.WorkerDirectory != "" {
+				dir = filepath.Join(h.root, h.cfg.WorkerDirectory)
+			}
+			p = filepath.Join(dir, p)
+		}
+		b.WriteString(` "` + p + `"`)
+	}
+	for _, a := range h.cfg.WorkerArguments {
+		b.WriteString(" " + a)
+	}
+	env := maps.Clone(h.env)
+	maps.Copy(env, workerEnv)
+	return expandEnv(b.String(), env)
+}
+
+// splitCommandLine splits an argument string into argv as .NET's Process does on Unix,
+// with the Windows rules: spaces and tabs separate arguments unless inside double
+// quotes, backslashes before a quote escape it, and "" inside quotes is a literal quote.
+// So an argument holding a space reaches the handler as two.
+func splitCommandLine(s string) []string {
+	var args []string
+	i := 0
+	for i < len(s) {
+		for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
+			i++
+		}
+		if i == len(s) {
+			break
+		}
+		var cur strings.Builder
+		inQuotes := false
+	arg:
+		for i < len(s) {
+			backslashes := 0
+			for i < len(s) && s[i] == '\\' {
+				i++
+				backslashes++
+			}
+			if backslashes > 0 {
+				if i >= len(s) || s[i] != '"' {
+					cur.WriteString(strings.Repeat(`\`, backslashes))
+				} else {
+					cur.WriteString(strings.Repeat(`\`, backslashes/2))
+					if backslashes%2 != 0 {
+						cur.WriteByte('"')
+						i++
+					}
+				}
+				continue
+			}
+			switch c := s[i]; {
+			case c == '"':
+				if inQuotes && i+1 < len(s) && s[i+1] == '"' {
+					cur.WriteByte('"')
+					i++
+				} else {
+					inQuotes = !inQuotes
+				}
+				i++
+			case (c == ' ' || c == '\t') && !inQuotes:
+				break arg
+			default:
+				cur.WriteByte(c)
+				i++
+			}
+		}
+		args = append(args, cur.String())
+	}
+	return args
+}
+
 // startWorker launches the handler with the host's environment and waits for it to
 // answer the readiness probe.
 func (h *Host) startWorker(ctx context.Context) (*worker, error) {
@@ -98,11 +183,15 @@ func (h *Host) startWorker(ctx context.Context) (*worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	args := make([]string, len(h.cfg.Arguments))
-	for i, a := range h.cfg.Arguments {
-		args[i] = expandEnv(a, h.env)
-	}
 	w := &worker{port: port, id: newGUID(), exited: make(chan struct{})}
+	workerEnv := map[string]string{
+		"FUNCTIONS_CUSTOMHANDLER_PORT":      strconv.Itoa(port),
+		"FUNCTIONS_HTTPWORKER_PORT":         strconv.Itoa(port),
+		"FUNCTIONS_CUSTOMHANDLER_WORKER_ID": w.id,
+		"FUNCTIONS_HTTPWORKER_ID":           w.id,
+		"FUNCTIONS_APP_ROOT_PATH":           h.root,
+	}
+	args := splitCommandLine(h.commandLine(workerEnv))
 	cmd := exec.Command(exe, args...)
 	cmd.Dir = h.root
 	if h.cfg.WorkingDirectory != "" {
@@ -112,13 +201,9 @@ func (h *Host) startWorker(ctx context.Context) (*worker, error) {
 	for k, v := range h.env {
 		env = append(env, k+"="+v)
 	}
-	env = append(env,
-		"FUNCTIONS_CUSTOMHANDLER_PORT="+strconv.Itoa(port),
-		"FUNCTIONS_HTTPWORKER_PORT="+strconv.Itoa(port),
-		"FUNCTIONS_CUSTOMHANDLER_WORKER_ID="+w.id,
-		"FUNCTIONS_HTTPWORKER_ID="+w.id,
-		"FUNCTIONS_APP_ROOT_PATH="+h.root,
-	)
+	for k, v := range workerEnv {
+		env = append(env, k+"="+v)
+	}
 	cmd.Env = env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := cmd.StdoutPipe()
