@@ -9,7 +9,7 @@ GOFLAGS  ?=
 HANDLER  := bin/handler
 PKGS     := ./...
 
-.PHONY: all build run test test-short vet fuzz bench package redrive new-function rename clean
+.PHONY: all build run test test-short vet fuzz bench package redrive new-function rename send clean
 
 all: build
 
@@ -54,3 +54,26 @@ package:
 
 clean:
 	rm -rf bin dist bench-results
+
+# Moves poisoned messages back to their queue once the cause is fixed, e.g.
+#   make redrive ARGS="-reason cosmos-unavailable -dry-run"
+# (flags: go run ./cmd/redrive -h). Refuses any account but the local emulator without -account.
+redrive:
+	$(GO) run ./cmd/redrive $(ARGS)
+
+# Turns the template into your app: make rename MODULE=github.com/acme/shop APP=shop
+rename:
+	$(GO) run ./cmd/rename -module "$(MODULE)" -name "$(APP)" $(ARGS)
+
+# Adds a function with its function.json, Go package, test and registration, e.g.
+#   make new-function FUNCTION=audit TRIGGER=queue QUEUE=audit-events
+#   make new-function FUNCTION=greet TRIGGER=http ROUTE='greet/{who}' METHODS=get,post
+new-function:
+	$(GO) run ./cmd/newfunction -name "$(FUNCTION)" -trigger "$(TRIGGER)" \
+		$(if $(QUEUE),-queue "$(QUEUE)") $(if $(ROUTE),-route '$(ROUTE)') \
+		$(if $(METHODS),-methods "$(METHODS)") $(if $(AUTH),-auth "$(AUTH)") $(ARGS)
+
+# Puts one message on a queue of the local app, base64-encoded as the host reads it:
+#   make send QUEUE=audit-events MESSAGE='{"event":"login"}'
+send:
+	$(GO) run ./cmd/send -queue "$(or $(QUEUE),orders)" '$(MESSAGE)'

@@ -22,7 +22,8 @@ import (
 
 // app holds the shared dependencies and the list of functions. To add a function, write
 // its package under functions/, its function.json in a folder of the same name at the
-// repository root, and one entry in registrations below.
+// repository root, and one entry in registrations below (with its import);
+// `go run ./cmd/newfunction` writes all three.
 type app struct {
 	registrations []invocation.Registration
 	store         *cosmosstore.Store
@@ -77,6 +78,7 @@ func newApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 		read.Registration(&read.Function{Store: store, Wait: httpWait}),
 		write.Registration(&write.Function{Store: store, MaxBodyBytes: cfg.HTTPMaxBodyBytes, Wait: httpWait}),
 		health.Registration(&health.Function{Dependencies: deps, Started: time.Now()}),
+		// New functions are added above this line.
 	}
 	if notifyFn != nil {
 		a.registrations = append(a.registrations, notify.Registration(notifyFn))

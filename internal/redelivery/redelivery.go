@@ -112,7 +112,7 @@ func (q *Queue) Defer(ctx context.Context, inv *invocation.Invocation, msg *invo
 		return fmt.Errorf("re-enqueue after %s: %w", reason, err)
 	}
 	inv.Logger.Warn("message deferred", "outcome", "deferred", "reason", reason, "deferrals", st.Count,
-		"delay_ms", delay.Milliseconds(), "message_id", msg.ID, "cause", errString(cause))
+		"delay_ms", delay.Milliseconds(), "cause", errString(cause))
 	return nil
 }
 
@@ -143,7 +143,7 @@ func (q *Queue) Poison(ctx context.Context, inv *invocation.Invocation, msg *inv
 		return fmt.Errorf("poison (%s): %w", reason, err)
 	}
 	inv.Logger.Error("message poisoned", "outcome", "poisoned", "reason", reason, "detail", detail,
-		"message_id", msg.ID, "queue", q.Name+queues.PoisonSuffix)
+		"queue", q.Name+queues.PoisonSuffix)
 	return nil
 }
 

@@ -171,3 +171,23 @@ func waitQueueEmpty(t testing.TB, s *stack.Stack, queue string) {
 		return fmt.Sprintf("%d messages", n), n == 0
 	})
 }
+
+// TestHostListsTheAppRoutes checks the routes the host serves for the repository's
+// function folders, which is also what `make run` prints.
+func TestHostListsTheAppRoutes(t *testing.T) {
+	s := stack.StartT(t, stack.Options{NoFulfilment: true})
+	got := map[string]string{}
+	for _, r := range s.Hosts[0].HTTPRoutes() {
+		got[r.Methods+" "+r.Path] = r.Function
+	}
+	for route, fn := range map[string]string{
+		"POST /api/orders": "ingest",
+		"GET /api/customers/{customerId}/orders/{id}": "read",
+		"PUT /api/customers/{customerId}/orders/{id}": "write",
+		"GET /api/health": "health",
+	} {
+		if got[route] != fn {
+			t.Errorf("route %q served by %q, want %q (all: %v)", route, got[route], fn, got)
+		}
+	}
+}

@@ -68,6 +68,40 @@ func (h *Host) buildRoutes() error {
 	return nil
 }
 
+// HTTPRoute is an HTTP trigger as the host serves it, for listing.
+type HTTPRoute struct {
+	Function string
+	Methods  string // e.g. "GET,POST", or "ALL"
+	Path     string // e.g. /api/customers/{customerId}/orders/{id}
+}
+
+// HTTPRoutes lists the HTTP triggers the host serves, in path order.
+func (h *Host) HTTPRoutes() []HTTPRoute {
+	var out []HTTPRoute
+	for _, r := range h.routes {
+		methods := "ALL"
+		if len(r.methods) > 0 {
+			methods = strings.Join(r.methods, ",")
+		}
+		var parts []string
+		for _, s := range r.segments {
+			switch {
+			case s.literal != "":
+				parts = append(parts, s.literal)
+			case s.catchAll:
+				parts = append(parts, "{*"+s.param+"}")
+			case s.optional:
+				parts = append(parts, "{"+s.param+"?}")
+			default:
+				parts = append(parts, "{"+s.param+"}")
+			}
+		}
+		out = append(out, HTTPRoute{Function: r.fn.Name, Methods: methods, Path: "/" + strings.Join(parts, "/")})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
+}
+
 func parseSegment(s string) (segment, error) {
 	if !strings.HasPrefix(s, "{") {
 		if strings.ContainsAny(s, "{}") {

@@ -127,11 +127,8 @@ func run(port int, forceImitation bool, logger *slog.Logger) error {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "\nSluice is serving on http://localhost:%d (Ctrl-C stops it):\n", port)
-	for _, line := range []string{
-		"POST /api/orders", "GET  /api/customers/{customerId}/orders/{id}",
-		"PUT  /api/customers/{customerId}/orders/{id}", "GET  /api/health",
-	} {
-		fmt.Fprintf(os.Stderr, "  %s\n", line)
+	for _, r := range h.HTTPRoutes() {
+		fmt.Fprintf(os.Stderr, "  %-10s %s  (%s)\n", r.Methods, r.Path, r.Function)
 	}
 	<-ctx.Done()
 	logger.Info("stopping")
