@@ -58,6 +58,7 @@ type CosmosConfig struct {
 
 	// Client retries (azcore): transport errors, 408 and 5xx. Never 429.
 	SDKMaxRetries    int
+	WriteMaxRetries  int
 	SDKRetryDelay    time.Duration
 	SDKMaxRetryDelay time.Duration
 	SDKTryTimeout    time.Duration
@@ -70,10 +71,10 @@ type CosmosConfig struct {
 	MaxConcurrency   int
 	QueueWait        time.Duration
 
-	WriteRateInitial  float64
-	WriteRateMin      float64
-	WriteRateMax      float64
-	WriteRateGrowth   float64
+	WriteRateInitial float64
+	WriteRateMin     float64
+	WriteRateMax     float64
+	WriteRateGrowth  float64
 
 	Breaker BreakerConfig
 }
@@ -160,6 +161,7 @@ func Load(getenv Getenv) (*Config, error) {
 	cc.CreateIfMissing = r.bool("COSMOS_CREATE_IF_MISSING", local)
 
 	cc.SDKMaxRetries = r.int("COSMOS_SDK_MAX_RETRIES", 2, 0, 10)
+	cc.WriteMaxRetries = r.int("COSMOS_WRITE_MAX_RETRIES", 2, 0, 10)
 	cc.SDKRetryDelay = r.duration("COSMOS_SDK_RETRY_DELAY", 200*time.Millisecond, time.Millisecond, time.Minute)
 	cc.SDKMaxRetryDelay = r.duration("COSMOS_SDK_MAX_RETRY_DELAY", 2*time.Second, time.Millisecond, 5*time.Minute)
 	cc.SDKTryTimeout = r.duration("COSMOS_SDK_TRY_TIMEOUT", 4*time.Second, 100*time.Millisecond, 5*time.Minute)
@@ -232,6 +234,16 @@ func (c *Config) validate(r *reader) {
 	}
 	if sdkWorst > cc.OperationTimeout {
 		r.fail("COSMOS_SDK_MAX_RETRIES", fmt.Sprintf("with COSMOS_SDK_TRY_TIMEOUT %v can take %v, longer than COSMOS_OPERATION_TIMEOUT (%v)", cc.SDKTryTimeout, sdkWorst, cc.OperationTimeout))
+	}
+	// Writes: azcosmos never retries a failed write (it cannot know the write is safe to
+	// repeat), so each write attempt is one try; Sluice repeats transient failures
+	// itself, COSMOS_WRITE_MAX_RETRIES times with the SDK's delays.
+	writeWorst := time.Duration(cc.WriteMaxRetries+1) * cc.SDKTryTimeout
+	for i := 0; i < cc.WriteMaxRetries; i++ {
+		writeWorst += min(cc.SDKRetryDelay<<i, cc.SDKMaxRetryDelay)
+	}
+	if writeWorst > cc.OperationTimeout {
+		r.fail("COSMOS_WRITE_MAX_RETRIES", fmt.Sprintf("with COSMOS_SDK_TRY_TIMEOUT %v can take %v, longer than COSMOS_OPERATION_TIMEOUT (%v)", cc.SDKTryTimeout, writeWorst, cc.OperationTimeout))
 	}
 	if cc.SDKRetryDelay > cc.SDKMaxRetryDelay {
 		r.fail("COSMOS_SDK_RETRY_DELAY", fmt.Sprintf("(%v) must not exceed COSMOS_SDK_MAX_RETRY_DELAY (%v)", cc.SDKRetryDelay, cc.SDKMaxRetryDelay))

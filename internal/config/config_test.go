@@ -85,6 +85,7 @@ func TestLoadDefaults(t *testing.T) {
 		{"Cosmos.Container", c.Cosmos.Container, "orders"},
 		{"Cosmos.CreateIfMissing", c.Cosmos.CreateIfMissing, false},
 		{"Cosmos.SDKMaxRetries", c.Cosmos.SDKMaxRetries, 2},
+		{"Cosmos.WriteMaxRetries", c.Cosmos.WriteMaxRetries, 2},
 		{"Cosmos.ThrottleMaxRetries", c.Cosmos.ThrottleMaxRetries, 9},
 		{"Cosmos.ThrottleMaxWait", c.Cosmos.ThrottleMaxWait, 30 * time.Second},
 		{"Cosmos.OperationTimeout", c.Cosmos.OperationTimeout, 60 * time.Second},

@@ -55,9 +55,13 @@ func New(cfg config.CosmosConfig, logger *slog.Logger) (*Store, error) {
 	local := config.IsLoopbackHost(u.Hostname())
 
 	opts := &azcosmos.ClientOptions{}
-	// Exactly one layer retries 429: the throttle retry policy in resilience, which
-	// shares the server's hint with the pacer. azcore keeps what it is good at, transport
-	// errors, 408 and 5xx, with each try bounded by TryTimeout.
+	// Exactly one layer retries each failure. 429: the throttle retry policy in
+	// resilience, which shares the server's hint with the pacer, so 429 is not in
+	// StatusCodes. Reads' transport errors, 408 and 5xx: azcosmos's own client retry
+	// policy, then azcore's. Writes' transient failures: azcosmos marks them
+	// non-retriable for azcore (a write may not be safe to repeat), so the writes
+	// dependency retries them, which is safe because Create checks conflicts and Upsert
+	// replaces. Every try is bounded by TryTimeout.
 	opts.Retry = policy.RetryOptions{
 		MaxRetries:    int32(cfg.SDKMaxRetries),
 		RetryDelay:    cfg.SDKRetryDelay,
@@ -120,6 +124,7 @@ func New(cfg config.CosmosConfig, logger *slog.Logger) (*Store, error) {
 	s.writes = resilience.NewDependency(resilience.DependencyOptions{
 		Name: "cosmos-writes", Logger: logger, OperationTimeout: cfg.OperationTimeout,
 		ThrottleMaxRetries: cfg.ThrottleMaxRetries, ThrottleMaxWait: cfg.ThrottleMaxWait,
+		TransientMaxRetries: cfg.WriteMaxRetries, TransientBackoff: cfg.SDKRetryDelay, TransientBackoffMax: cfg.SDKMaxRetryDelay,
 		MaxConcurrency: cfg.MaxConcurrency, Breaker: cfg.Breaker, Pacer: pacer, Classify: s.classify,
 	})
 	s.reads = resilience.NewDependency(resilience.DependencyOptions{

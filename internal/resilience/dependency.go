@@ -33,6 +33,14 @@ type DependencyOptions struct {
 	// doubles per retry up to ThrottleBackoffMax.
 	ThrottleBackoff    time.Duration
 	ThrottleBackoffMax time.Duration
+	// TransientMaxRetries is how many times an attempt that failed transiently (a
+	// transport error, an attempt timeout, 408, 5xx) is retried here, after a backoff
+	// from TransientBackoff doubling up to TransientBackoffMax, with jitter. Set it only
+	// for calls that are safe to repeat and that no lower layer retries already, or the
+	// attempts multiply; zero leaves such failures to the caller.
+	TransientMaxRetries int
+	TransientBackoff    time.Duration
+	TransientBackoffMax time.Duration
 	// MaxConcurrency caps the calls in flight from this instance (a bulkhead).
 	MaxConcurrency int
 	Breaker        config.BreakerConfig
@@ -79,6 +87,12 @@ func NewDependency(opts DependencyOptions) *Dependency {
 	if opts.ThrottleBackoffMax <= 0 {
 		opts.ThrottleBackoffMax = 5 * time.Second
 	}
+	if opts.TransientBackoff <= 0 {
+		opts.TransientBackoff = 200 * time.Millisecond
+	}
+	if opts.TransientBackoffMax <= 0 {
+		opts.TransientBackoffMax = 2 * time.Second
+	}
 	if opts.Classify == nil {
 		opts.Classify = func(err error) error { return err }
 	}
@@ -104,14 +118,17 @@ func NewDependency(opts DependencyOptions) *Dependency {
 }
 
 func countsAgainstBreaker(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if err == nil {
 		return false
 	}
-	e, ok := AsError(err)
-	if !ok {
-		return true
+	// attempt has classified every error of a call, telling an attempt that ran out of
+	// time while its caller still waited (the dependency's slowness) from a caller that
+	// gave up (ReasonDeadline). A bare context error comes from waiting for a permit or
+	// a pacer slot, which says nothing about the dependency either.
+	if e, ok := AsError(err); ok {
+		return e.Kind == Transient && e.Reason != ReasonThrottled && e.Reason != ReasonDeadline
 	}
-	return e.Kind == Transient && e.Reason != ReasonThrottled
+	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }
 
 // Reasons shared by every dependency.
@@ -145,26 +162,53 @@ func (d *Dependency) Do(ctx context.Context, co CallOptions, call func(ctx conte
 		}
 		return time.Until(deadline)-delay > 50*time.Millisecond
 	}
+	// Throttles and transient failures have separate budgets; the policy is built per
+	// call, so these counters are this call's.
+	var throttleRetries, transientRetries int
+	retryable := func(err error) bool {
+		if isThrottle(err) {
+			return throttleRetries < d.opts.ThrottleMaxRetries
+		}
+		return isRetryableTransient(err) && transientRetries < d.opts.TransientMaxRetries
+	}
 	retry := retrypolicy.NewBuilder[any]().
-		HandleIf(func(_ any, err error) bool { return isThrottle(err) }).
-		// The delay func draws its own jitter, so the check uses the largest delay it
-		// can draw: a hint that fits only with luck is not started.
-		AbortIf(func(_ any, err error) bool { return isThrottle(err) && !fits(d.throttleDelayBound(err)) }).
-		WithMaxRetries(d.opts.ThrottleMaxRetries).
+		HandleIf(func(_ any, err error) bool { return retryable(err) }).
+		// The delay funcs draw their own jitter, so the checks use the largest delay
+		// they can draw: a hint that fits only with luck is not started.
+		AbortIf(func(_ any, err error) bool {
+			switch {
+			case isThrottle(err):
+				return !fits(d.throttleDelayBound(err))
+			case isRetryableTransient(err):
+				return time.Until(deadline)-d.transientDelay(transientRetries) <= 50*time.Millisecond
+			}
+			return false
+		}).
+		WithMaxRetries(d.opts.ThrottleMaxRetries + d.opts.TransientMaxRetries).
 		WithDelayFunc(func(exec failsafe.ExecutionAttempt[any]) time.Duration {
-			return d.throttleDelay(exec.LastError(), exec.Retries())
+			if isThrottle(exec.LastError()) {
+				return d.throttleDelay(exec.LastError(), throttleRetries)
+			}
+			return d.transientJitter(transientRetries)
 		}).
 		ReturnLastFailure().
 		OnRetryScheduled(func(e failsafe.ExecutionScheduledEvent[any]) {
 			d.counts.retries.Add(1)
-			logger.Debug("retrying throttled call", "dependency", d.opts.Name, "attempt", e.Attempts(), "delay_ms", e.Delay.Milliseconds())
+			kind := "throttled"
+			if isThrottle(e.LastError()) {
+				throttleRetries++
+			} else {
+				transientRetries++
+				kind = "transient"
+			}
+			logger.Debug("retrying call", "dependency", d.opts.Name, "failure", kind, "attempt", e.Attempts(), "delay_ms", e.Delay.Milliseconds())
 		}).
 		Build()
 
 	_, err := failsafe.With[any](d.timeout, retry, d.breaker).
 		WithContext(ctx).
 		GetWithExecution(func(exec failsafe.Execution[any]) (any, error) {
-			return nil, d.attempt(exec.Context(), co, deadline, call)
+			return nil, d.attempt(ctx, exec.Context(), co, deadline, call)
 		})
 	return d.finish(ctx, err, deadline)
 }
@@ -192,12 +236,35 @@ func (d *Dependency) throttleDelayBound(err error) time.Duration {
 	return d.opts.ThrottleBackoffMax
 }
 
+// transientDelay is the backoff before transient retry n+1: TransientBackoff doubling,
+// capped at TransientBackoffMax. transientJitter draws the actual wait from its upper
+// half, so instances that failed together do not come back together.
+func (d *Dependency) transientDelay(n int) time.Duration {
+	delay := d.opts.TransientBackoff << min(n, 16)
+	if delay > d.opts.TransientBackoffMax || delay <= 0 {
+		delay = d.opts.TransientBackoffMax
+	}
+	return delay
+}
+
+func (d *Dependency) transientJitter(n int) time.Duration {
+	delay := d.transientDelay(n)
+	return delay/2 + time.Duration(rand.Int64N(int64(delay/2)+1))
+}
+
+// isRetryableTransient reports a failure of the dependency that a repeat may cure. An
+// attempt cut short because the caller gave up is not one.
+func isRetryableTransient(err error) bool {
+	e, ok := AsError(err)
+	return ok && e.Kind == Transient && e.Reason != ReasonThrottled && e.Reason != ReasonDeadline
+}
+
 func isThrottle(err error) bool {
 	e, ok := AsError(err)
 	return ok && e.Reason == ReasonThrottled
 }
 
-func (d *Dependency) attempt(ctx context.Context, co CallOptions, deadline time.Time, call func(ctx context.Context) error) error {
+func (d *Dependency) attempt(callerCtx, ctx context.Context, co CallOptions, deadline time.Time, call func(ctx context.Context) error) error {
 	maxWait := min(co.MaxWait, time.Until(deadline))
 	if co.Paced && d.opts.Pacer != nil {
 		if wait, ok := d.opts.Pacer.Wait(ctx, maxWait); !ok {
@@ -228,6 +295,18 @@ func (d *Dependency) attempt(ctx context.Context, co CallOptions, deadline time.
 
 	d.counts.attempts.Add(1)
 	err := d.opts.Classify(call(ctx))
+	if err != nil {
+		e, classified := AsError(err)
+		switch {
+		case callerCtx.Err() != nil && (!classified || e.Kind == Transient):
+			// The caller gave up: nothing to learn about the dependency.
+			err = &Error{Kind: Transient, Reason: ReasonDeadline, Err: err}
+		case !classified && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)):
+			// The attempt ran out of its own time (a try timeout or the operation
+			// timeout) while the caller still waited: the dependency was too slow.
+			err = &Error{Kind: Transient, Reason: ReasonTimeout, Err: err}
+		}
+	}
 	switch {
 	case err == nil:
 		d.counts.successes.Add(1)
@@ -261,6 +340,8 @@ func (d *Dependency) finish(ctx context.Context, err error, deadline time.Time) 
 		switch {
 		case e.Kind == Permanent:
 			d.counts.permanent.Add(1)
+		case e.Reason == ReasonDeadline:
+			d.counts.deadlines.Add(1)
 		case e.Reason == ReasonThrottled:
 			// The retry policy gave up: out of retries, or the hint reaches past what the
 			// invocation has left. Say which, keeping the hint for the caller's requeue.

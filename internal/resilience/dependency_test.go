@@ -335,32 +335,73 @@ func TestDependencyBreakerOpensOnTransientFailures(t *testing.T) {
 }
 
 func TestDependencyBreakerIgnoresWhatIsNotAnOutage(t *testing.T) {
-	cases := map[string]func(ctx context.Context) error{
+	// "cancelled" and "deadline" end the caller's own context: callers giving up, not
+	// the dependency failing.
+	run := func(t *testing.T, name string, do func(d *Dependency) error) {
+		d := newTestDependency(func(o *DependencyOptions) {
+			o.ThrottleMaxRetries = 0
+			o.Breaker = config.BreakerConfig{FailureRate: 0.01, MinRequests: 1, Window: time.Minute, Delay: time.Hour, SuccessThreshold: 1}
+		})
+		for range 10 {
+			if err := do(d); err == nil {
+				t.Fatal("Do = nil, want the failure")
+			}
+		}
+		if open, _ := d.BreakerOpen(); open {
+			t.Fatalf("the circuit opened on %s errors", name)
+		}
+		called := false
+		if err := d.Do(context.Background(), wait0, func(context.Context) error { called = true; return nil }); err != nil || !called {
+			t.Errorf("after %s errors: Do = %v, called = %v", name, err, called)
+		}
+	}
+	for name, call := range map[string]func(ctx context.Context) error{
 		"throttle":  func(context.Context) error { return throttle(0) },
 		"permanent": func(context.Context) error { return &Error{Kind: Permanent, Reason: "cosmos-413", Status: 413} },
 		"rejected":  func(context.Context) error { return &Error{Kind: Rejected, Reason: "shed"} },
-		"cancelled": func(context.Context) error { return fmt.Errorf("read: %w", context.Canceled) },
-		"deadline":  func(context.Context) error { return fmt.Errorf("read: %w", context.DeadlineExceeded) },
-	}
-	for name, call := range cases {
+	} {
 		t.Run(name, func(t *testing.T) {
-			d := newTestDependency(func(o *DependencyOptions) {
-				o.ThrottleMaxRetries = 0
-				o.Breaker = config.BreakerConfig{FailureRate: 0.01, MinRequests: 1, Window: time.Minute, Delay: time.Hour, SuccessThreshold: 1}
-			})
-			for range 10 {
-				if err := d.Do(context.Background(), wait0, call); err == nil {
-					t.Fatal("Do = nil, want the failure")
-				}
-			}
-			if open, _ := d.BreakerOpen(); open {
-				t.Fatalf("the circuit opened on %s errors", name)
-			}
-			called := false
-			if err := d.Do(context.Background(), wait0, func(context.Context) error { called = true; return nil }); err != nil || !called {
-				t.Errorf("after %s errors: Do = %v, called = %v", name, err, called)
-			}
+			run(t, name, func(d *Dependency) error { return d.Do(context.Background(), wait0, call) })
 		})
+	}
+	t.Run("cancelled", func(t *testing.T) {
+		run(t, "cancelled", func(d *Dependency) error {
+			ctx, cancel := context.WithCancel(context.Background())
+			return d.Do(ctx, wait0, func(context.Context) error {
+				cancel()
+				return fmt.Errorf("read: %w", context.Canceled)
+			})
+		})
+	})
+	t.Run("deadline", func(t *testing.T) {
+		run(t, "deadline", func(d *Dependency) error {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+			defer cancel()
+			return d.Do(ctx, wait0, func(ctx context.Context) error {
+				<-ctx.Done()
+				return fmt.Errorf("read: %w", ctx.Err())
+			})
+		})
+	})
+}
+
+// TestDependencyBreakerCountsSlowness: an attempt that times out while its caller still
+// waits (a try timeout inside the client) is the dependency being slow, and opens the
+// circuit like any other transient failure.
+func TestDependencyBreakerCountsSlowness(t *testing.T) {
+	d := newTestDependency(func(o *DependencyOptions) {
+		o.Breaker = config.BreakerConfig{FailureRate: 0.5, MinRequests: 4, Window: time.Minute, Delay: time.Hour, SuccessThreshold: 1}
+	})
+	for range 4 {
+		e := mustError(t, d.Do(context.Background(), wait0, func(context.Context) error {
+			return fmt.Errorf("try timed out: %w", context.DeadlineExceeded)
+		}))
+		if e.Kind != Transient || e.Reason != ReasonTimeout {
+			t.Fatalf("error = %+v, want transient %s", e, ReasonTimeout)
+		}
+	}
+	if open, _ := d.BreakerOpen(); !open {
+		t.Error("the circuit stayed closed after four attempt timeouts")
 	}
 }
 
@@ -374,7 +415,8 @@ func TestDependencyFinishMapping(t *testing.T) {
 	if e.Kind != Transient || e.Reason != "unclassified" || e.Err == nil || e.Err.Error() != "boom" {
 		t.Errorf("unclassified: %+v", e)
 	}
-	e = mustError(t, d.Do(context.Background(), wait0, func(context.Context) error { return context.Canceled }))
+	cctx, cancel := context.WithCancel(context.Background())
+	e = mustError(t, d.Do(cctx, wait0, func(context.Context) error { cancel(); return context.Canceled }))
 	if e.Kind != Transient || e.Reason != ReasonDeadline || !errors.Is(e, context.Canceled) {
 		t.Errorf("cancelled: %+v", e)
 	}
@@ -689,5 +731,52 @@ func TestDependencyBreakerRecovers(t *testing.T) {
 	}
 	if st := d.State().Breaker.State; st != "closed" {
 		t.Errorf("breaker %q after a successful trial, want closed", st)
+	}
+}
+
+// TestDependencyTransientRetries: transient failures have their own budget, separate
+// from throttles, and are not retried at all when it is zero.
+func TestDependencyTransientRetries(t *testing.T) {
+	transient := &Error{Kind: Transient, Reason: "cosmos-503", Status: 503}
+	for _, tc := range []struct {
+		name             string
+		budget, failures int
+		wantAttempts     int
+		wantErr          bool
+	}{
+		{"no budget", 0, 1, 1, true},
+		{"recovers", 2, 2, 3, false},
+		{"exhausted", 2, 5, 3, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newTestDependency(func(o *DependencyOptions) {
+				o.TransientMaxRetries = tc.budget
+				o.TransientBackoff, o.TransientBackoffMax = time.Millisecond, 2*time.Millisecond
+			})
+			attempts := 0
+			err := d.Do(context.Background(), wait0, func(context.Context) error {
+				attempts++
+				if attempts <= tc.failures {
+					return transient
+				}
+				return nil
+			})
+			if attempts != tc.wantAttempts || (err != nil) != tc.wantErr {
+				t.Errorf("attempts = %d, err = %v; want %d attempts, error %v", attempts, err, tc.wantAttempts, tc.wantErr)
+			}
+		})
+	}
+	// Throttles do not spend the transient budget, nor transients the throttle budget.
+	d := newTestDependency(func(o *DependencyOptions) {
+		o.TransientMaxRetries, o.ThrottleMaxRetries = 1, 2
+		o.TransientBackoff, o.TransientBackoffMax = time.Millisecond, 2*time.Millisecond
+	})
+	script := []error{throttle(0), transient, throttle(0), nil}
+	attempts := 0
+	if err := d.Do(context.Background(), wait0, func(context.Context) error {
+		attempts++
+		return script[attempts-1]
+	}); err != nil || attempts != 4 {
+		t.Errorf("mixed failures: attempts = %d, err = %v; want 4 attempts and success", attempts, err)
 	}
 }
