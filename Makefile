@@ -9,7 +9,7 @@ GOFLAGS  ?=
 HANDLER  := bin/handler
 PKGS     := ./...
 
-.PHONY: all build run test test-short vet fuzz bench package redrive new-function rename send clean
+.PHONY: all build run test test-short vet fuzz fuzz-keep bench package redrive new-function rename send clean
 
 all: build
 
@@ -45,6 +45,19 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRequest$$' -fuzztime $(FUZZTIME) ./internal/invocation
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/order
 	$(GO) test -run '^$$' -fuzz '^FuzzParseHint$$' -fuzztime $(FUZZTIME) ./internal/resilience
+
+FUZZ_TARGETS := invocation:FuzzDecodeRequest order:FuzzParse resilience:FuzzParseHint
+# Copies what the fuzzers found from the build cache into testdata, where plain `go test`
+# replays it: run `make fuzz fuzz-keep`, then commit internal/*/testdata/fuzz.
+fuzz-keep:
+	@cache=$$($(GO) env GOCACHE)/fuzz/$$($(GO) list -m); \
+	for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; dir=internal/$$pkg/testdata/fuzz/$$fn; \
+		mkdir -p $$dir; \
+		if [ -d $$cache/internal/$$pkg/$$fn ]; then cp -n $$cache/internal/$$pkg/$$fn/* $$dir/; fi; \
+		echo "$$dir: $$(ls $$dir | wc -l) inputs"; \
+	done
+	$(GO) test -count=1 -run '^Fuzz' ./internal/invocation ./internal/order ./internal/resilience
 
 bench: node_modules/.package-lock.json
 	$(GO) run ./test/bench

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -104,7 +105,31 @@ func Parse(data []byte, opts ParseOptions) (*Order, error) {
 	if o.Items, err = parseItems(raw); err != nil {
 		return nil, err
 	}
+	for k, v := range fields {
+		if hasOverflow(v) {
+			return nil, &FieldError{Field: k, Reason: "holds a number too large for a double; the store cannot keep it as sent"}
+		}
+	}
 	return o, nil
+}
+
+// hasOverflow reports whether raw holds a number beyond ±1.8e308. JSON allows it; the
+// store reads numbers as doubles, so it would refuse such an order after the client was
+// told it was accepted, or keep something else in its place.
+func hasOverflow(raw json.RawMessage) bool {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		if n, ok := tok.(json.Number); ok {
+			if _, err := strconv.ParseFloat(string(n), 64); err != nil {
+				return true
+			}
+		}
+	}
 }
 
 func isNull(raw json.RawMessage) bool {
@@ -134,8 +159,9 @@ func stringField(fields map[string]json.RawMessage, name string, required bool) 
 
 // CheckKey validates a value used as an item id or partition key. Cosmos DB cannot
 // address an id holding '/', '\', '?' or '#' through its REST paths, so such an item
-// could be written but never read back; control characters and surrounding spaces are
-// refused because they do not survive URLs and logs intact.
+// could be written but never read back, and "." and ".." are path steps to any URL;
+// control characters and surrounding spaces are refused because they do not survive
+// URLs and logs intact.
 func CheckKey(s string) error {
 	switch {
 	case s == "":
@@ -146,6 +172,9 @@ func CheckKey(s string) error {
 		return errors.New("must not start or end with white space")
 	case strings.ContainsAny(s, `/\?#`):
 		return errors.New(`must not contain '/', '\', '?' or '#'`)
+	case s == "." || s == "..":
+		// URLs read these as path steps, so /docs/.. would address the container itself.
+		return errors.New("must not be '.' or '..'")
 	}
 	for _, r := range s {
 		if unicode.IsControl(r) || r == utf8.RuneError {

@@ -49,6 +49,16 @@ type Options struct {
 	// Console receives the handlers' raw stdout and stderr lines, for tests that search
 	// them.
 	Console io.Writer
+	// ScriptRoot is the folder holding the host.json and function folders the hosts
+	// serve, and with them the handler that host.json names; the repository root when
+	// empty.
+	ScriptRoot string
+	// BeforeHosts, when set, runs once the stand-ins are up and before any host starts,
+	// for work the handlers must not see half done, such as filling a queue.
+	BeforeHosts func(ctx context.Context, s *Stack) error
+	// HostOptions, when set, adjusts each host's options before it starts, e.g. to
+	// enforce function keys.
+	HostOptions func(*funchost.Options)
 }
 
 // Stack is a running local pipeline.
@@ -163,14 +173,27 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if err := s.openClients(); err != nil {
 		return nil, err
 	}
+	if o.BeforeHosts != nil {
+		if err := o.BeforeHosts(ctx, s); err != nil {
+			return nil, err
+		}
+	}
+	scriptRoot := root
+	if o.ScriptRoot != "" {
+		scriptRoot = o.ScriptRoot
+	}
 	for i := 0; i < o.Instances; i++ {
-		h, err := funchost.Start(ctx, funchost.Options{
-			ScriptRoot: root,
+		ho := funchost.Options{
+			ScriptRoot: scriptRoot,
 			HTTPAddr:   "127.0.0.1:0",
 			Env:        settings,
 			Logger:     o.Logger.With("instance", i),
 			Console:    o.Console,
-		})
+		}
+		if o.HostOptions != nil {
+			o.HostOptions(&ho)
+		}
+		h, err := funchost.Start(ctx, ho)
 		if err != nil {
 			return nil, fmt.Errorf("host %d: %w", i, err)
 		}
