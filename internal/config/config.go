@@ -192,7 +192,7 @@ func Load(getenv Getenv) (*Config, error) {
 	fc.Breaker = r.breaker("FULFILMENT_BREAKER_", BreakerConfig{FailureRate: 0.5, MinRequests: 5, Window: 30 * time.Second, Delay: 15 * time.Second, SuccessThreshold: 1})
 
 	c.HTTPMaxBodyBytes = int64(r.int("HTTP_MAX_BODY_BYTES", 1<<20, 1024, 100<<20))
-	c.HTTPShedMaxWait = r.duration("HTTP_SHED_MAX_WAIT", 50*time.Millisecond, 0, time.Minute)
+	c.HTTPShedMaxWait = r.duration("HTTP_SHED_MAX_WAIT", 5*time.Millisecond, 0, time.Minute)
 
 	c.Requeue.BaseDelay = r.duration("QUEUE_REQUEUE_BASE_DELAY", 5*time.Second, 0, 7*24*time.Hour)
 	c.Requeue.MaxDelay = r.duration("QUEUE_REQUEUE_MAX_DELAY", 5*time.Minute, time.Second, 7*24*time.Hour)

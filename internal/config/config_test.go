@@ -97,7 +97,7 @@ func TestLoadDefaults(t *testing.T) {
 		{"Fulfilment.MaxRetries", c.Fulfilment.MaxRetries, 3},
 		{"Fulfilment.Breaker", c.Fulfilment.Breaker, BreakerConfig{FailureRate: 0.5, MinRequests: 5, Window: 30 * time.Second, Delay: 15 * time.Second, SuccessThreshold: 1}},
 		{"HTTPMaxBodyBytes", c.HTTPMaxBodyBytes, int64(1 << 20)},
-		{"HTTPShedMaxWait", c.HTTPShedMaxWait, 50 * time.Millisecond},
+		{"HTTPShedMaxWait", c.HTTPShedMaxWait, 5 * time.Millisecond},
 		{"Requeue", c.Requeue, RequeueConfig{BaseDelay: 5 * time.Second, MaxDelay: 5 * time.Minute, Horizon: time.Hour}},
 	}
 	for _, ck := range checks {
