@@ -43,10 +43,11 @@ test-short: node_modules/.package-lock.json
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRequest$$' -fuzztime $(FUZZTIME) ./internal/invocation
+	$(GO) test -run '^$$' -fuzz '^FuzzJSONString$$' -fuzztime $(FUZZTIME) ./internal/invocation
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/order
 	$(GO) test -run '^$$' -fuzz '^FuzzParseHint$$' -fuzztime $(FUZZTIME) ./internal/resilience
 
-FUZZ_TARGETS := invocation:FuzzDecodeRequest order:FuzzParse resilience:FuzzParseHint
+FUZZ_TARGETS := invocation:FuzzDecodeRequest invocation:FuzzJSONString order:FuzzParse resilience:FuzzParseHint
 # Copies what the fuzzers found from the build cache into testdata, where plain `go test`
 # replays it: run `make fuzz fuzz-keep`, then commit internal/*/testdata/fuzz.
 fuzz-keep:

@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Request is the body of the host's POST /<FunctionName>: one entry in Data per input
@@ -25,48 +25,43 @@ var ErrMissingBinding = errors.New("invocation: binding missing from Data")
 // DecodeRequest parses an envelope. Keys are matched exactly as the host writes them
 // (PascalCase); an envelope without Data is an error, because every function has a trigger.
 func DecodeRequest(body []byte) (*Request, error) {
-	var raw map[string]json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := dec.Decode(&raw); err != nil {
-		return nil, fmt.Errorf("invocation: envelope is not a JSON object: %w", err)
+	// One pass: encoding/json matches the two names case-insensitively, the way the
+	// host itself reads handler replies, rejects trailing data after the object, and
+	// keeps every binding's value raw for the accessors to decode on demand.
+	var env struct {
+		Data     map[string]json.RawMessage
+		Metadata map[string]json.RawMessage
 	}
-	// Token, unlike More, also reports a stray closing '}' or ']' after the object.
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("invocation: trailing data after the envelope")
-	}
-	req := &Request{}
-	for k, v := range raw {
-		// The host serialises with Newtonsoft defaults (PascalCase); accept other casings
-		// the way the host itself reads handler replies, case-insensitively.
-		switch strings.ToLower(k) {
-		case "data":
-			if err := decodeObject(v, &req.Data); err != nil {
-				return nil, fmt.Errorf("invocation: Data: %w", err)
-			}
-		case "metadata":
-			if err := decodeObject(v, &req.Metadata); err != nil {
-				return nil, fmt.Errorf("invocation: Metadata: %w", err)
+	if err := json.Unmarshal(body, &env); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			name := strings.SplitN(te.Field, ".", 2)[0]
+			if strings.EqualFold(name, "Data") || strings.EqualFold(name, "Metadata") {
+				return nil, fmt.Errorf("invocation: %s: not a JSON object", name)
 			}
 		}
+		var se *json.SyntaxError
+		if errors.As(err, &se) && trailingData(body, se) {
+			return nil, errors.New("invocation: trailing data after the envelope")
+		}
+		return nil, fmt.Errorf("invocation: envelope is not a JSON object: %w", err)
 	}
-	if req.Data == nil {
+	if env.Data == nil {
 		return nil, errors.New("invocation: envelope has no Data")
 	}
-	if req.Metadata == nil {
-		req.Metadata = map[string]json.RawMessage{}
+	if env.Metadata == nil {
+		env.Metadata = map[string]json.RawMessage{}
 	}
-	return req, nil
+	return &Request{Data: env.Data, Metadata: env.Metadata}, nil
 }
 
-func decodeObject(v json.RawMessage, dst *map[string]json.RawMessage) error {
-	if isNull(v) {
-		return nil
+// trailingData reports whether a syntax error lies after a complete top-level value, so
+// the error can say what is wrong.
+func trailingData(body []byte, se *json.SyntaxError) bool {
+	if se.Offset <= 0 || se.Offset > int64(len(body)) {
+		return false
 	}
-	if err := json.Unmarshal(v, dst); err != nil {
-		return errors.New("not a JSON object")
-	}
-	return nil
+	return json.Valid(bytes.TrimSpace(body[:se.Offset-1]))
 }
 
 func isNull(v json.RawMessage) bool {
@@ -91,8 +86,8 @@ func Text(v json.RawMessage) (string, error) {
 		// An object, array, number or bool sent as itself (the documented form).
 		return string(v), nil
 	}
-	var once string
-	if err := json.Unmarshal(v, &once); err != nil {
+	once, err := jsonString(v)
+	if err != nil {
 		return "", fmt.Errorf("invocation: binding value is not a JSON string: %w", err)
 	}
 	return unquoteIfLiteral(once), nil
@@ -104,11 +99,79 @@ func unquoteIfLiteral(s string) string {
 	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' {
 		return s
 	}
-	var twice string
-	if err := json.Unmarshal([]byte(s), &twice); err != nil {
+	twice, err := jsonString([]byte(s))
+	if err != nil {
 		return s
 	}
 	return twice
+}
+
+// jsonString decodes one JSON string literal. Most values on the wire (ids, counts,
+// times, plain text) hold no escapes and only printable ASCII; those are sliced out
+// directly instead of going through encoding/json, which is where an invocation
+// otherwise spends most of its time.
+func jsonString(lit []byte) (string, error) {
+	if n := len(lit); n >= 2 && lit[0] == '"' && lit[n-1] == '"' {
+		plain := true
+		for _, c := range lit[1 : n-1] {
+			if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+				plain = false
+				break
+			}
+		}
+		if plain {
+			return string(lit[1 : n-1]), nil
+		}
+		if out, ok := unescapeSimple(lit[1 : n-1]); ok {
+			return out, nil
+		}
+	}
+	var out string
+	err := json.Unmarshal(lit, &out)
+	return out, err
+}
+
+// unescapeSimple decodes the body of a JSON string literal that holds valid UTF-8 and
+// only the two-character escapes, which is how the host's serialiser writes a nested
+// JSON document (\" and \\). Anything else (\u escapes, a bare quote, a control
+// character, invalid UTF-8) reports ok == false and is left to encoding/json.
+func unescapeSimple(body []byte) (string, bool) {
+	if !utf8.Valid(body) {
+		return "", false
+	}
+	var b strings.Builder
+	b.Grow(len(body))
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		switch {
+		case c == '"' || c < 0x20:
+			return "", false
+		case c != '\\':
+			b.WriteByte(c)
+			continue
+		}
+		i++
+		if i == len(body) {
+			return "", false
+		}
+		switch body[i] {
+		case '"', '\\', '/':
+			b.WriteByte(body[i])
+		case 'b':
+			b.WriteByte('\b')
+		case 'f':
+			b.WriteByte('\f')
+		case 'n':
+			b.WriteByte('\n')
+		case 'r':
+			b.WriteByte('\r')
+		case 't':
+			b.WriteByte('\t')
+		default:
+			return "", false
+		}
+	}
+	return b.String(), true
 }
 
 // MetaString returns a Metadata value as a string, accepting the real host's quoted form
