@@ -34,6 +34,9 @@ type Pacer struct {
 	lastDecrease time.Time
 }
 
+// burstWindow is how much idle time a Pacer keeps as credit.
+const burstWindow = time.Second
+
 // PacerOptions configures a Pacer. Rates are writes per second; growths are fractions
 // of the current rate per second of unthrottled writing.
 type PacerOptions struct {
@@ -70,6 +73,8 @@ func NewPacer(opts PacerOptions) *Pacer {
 	return &Pacer{
 		min: opts.Min, max: opts.Max, growth: opts.Growth, startGrowth: opts.StartGrowth,
 		decrease: opts.Decrease, cooldown: opts.Cooldown, now: opts.Now, rate: opts.Initial,
+		// Credit builds up from idle time only, not from before the Pacer existed.
+		next: opts.Now(),
 	}
 }
 
@@ -82,10 +87,13 @@ func (p *Pacer) Reserve(maxWait time.Duration) (wait time.Duration, ok bool) {
 	defer p.mu.Unlock()
 	now := p.now()
 	slot := p.next
-	if slot.Before(now) {
-		slot = now
+	// Slots left unused while the instance was idle are credit, up to a second's worth:
+	// a burst after a quiet spell goes through at once instead of being spaced out (or,
+	// on the HTTP path, shed) against a store that has had nothing to do.
+	if floor := now.Add(-burstWindow); slot.Before(floor) {
+		slot = floor
 	}
-	wait = slot.Sub(now)
+	wait = max(slot.Sub(now), 0)
 	if wait > maxWait {
 		return wait, false
 	}

@@ -674,6 +674,14 @@ func (p *Proxy) trackConn(c net.Conn, state http.ConnState) {
 	switch state {
 	case http.StateClosed, http.StateHijacked:
 		delete(p.conns, c)
+	case http.StateIdle:
+		if p.refusing {
+			// A connection that was busy when the outage began goes idle now; a
+			// refusing server has nobody to keep it open for.
+			abort(c)
+			return
+		}
+		p.conns[c] = state
 	default:
 		p.conns[c] = state
 	}
