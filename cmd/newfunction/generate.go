@@ -325,7 +325,7 @@ func urlPath(prefix, route string) string {
 
 func tryIt(s spec, path string) string {
 	if s.Trigger == "queue" {
-		return fmt.Sprintf("Once it runs, every message on queue %s is handed to %s; its log line shows the message id.", s.Queue, s.Name)
+		return fmt.Sprintf("Once it runs, every message on queue %s is handed to %s; its log line shows the size and dequeue count.", s.Queue, s.Name)
 	}
 	return fmt.Sprintf("Once it runs: curl -i -X %s http://localhost:7071%s (fill in any {parameters}).", strings.ToUpper(s.Methods[0]), path)
 }

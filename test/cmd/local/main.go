@@ -47,7 +47,7 @@ func main() {
 }
 
 func run(port int, forceImitation bool, logger *slog.Logger) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	root, err := stack.RepoRoot()
 	if err != nil {
