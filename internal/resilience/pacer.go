@@ -17,11 +17,11 @@ import (
 // Together the instances settle just under the store's capacity without knowing how many
 // of them there are.
 //
-// Known shortcoming: a long throttling storm cuts the rate down to Min, and after it the
-// rate regrows at Growth only (5 % a second by default), so an instance takes tens of
-// seconds to return to the store's full capacity (43 s after a 60 s storm in the fault
-// suite). Nothing is lost meanwhile; raising COSMOS_WRITE_RATE_MIN towards a safe share of
-// the capacity shortens it.
+// Slow growth is for probing near the capacity the store last showed. When the store has
+// not throttled for Quiet and the rate is under 60 % of the highest it has reached (below
+// what one cut leaves), a storm has passed and left the rate near Min: the Pacer grows
+// fast again up to that mark. Near capacity one cut leaves 70 % of the peak, so this does
+// not fire there, however rarely each of many instances sees a 429.
 //
 // A Pacer is safe for concurrent use. The zero value is not usable; call NewPacer.
 type Pacer struct {
@@ -36,6 +36,9 @@ type Pacer struct {
 	mu           sync.Mutex
 	rate         float64
 	throttled    bool      // the store has throttled this instance at least once
+	lastThrottle time.Time
+	quiet        time.Duration
+	peak         float64 // the highest rate reached
 	next         time.Time // earliest start of the next write
 	lastDecrease time.Time
 }
@@ -56,6 +59,8 @@ type PacerOptions struct {
 	Decrease float64
 	// Cooldown is the least time between two decreases; 200 ms when zero.
 	Cooldown time.Duration
+	// Quiet is how long without a 429 before growth is fast again; 10 s when zero.
+	Quiet time.Duration
 	Now      func() time.Time
 }
 
@@ -73,12 +78,15 @@ func NewPacer(opts PacerOptions) *Pacer {
 	if opts.Cooldown <= 0 {
 		opts.Cooldown = 200 * time.Millisecond
 	}
+	if opts.Quiet <= 0 {
+		opts.Quiet = 10 * time.Second
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
 	return &Pacer{
 		min: opts.Min, max: opts.Max, growth: opts.Growth, startGrowth: opts.StartGrowth,
-		decrease: opts.Decrease, cooldown: opts.Cooldown, now: opts.Now, rate: opts.Initial,
+		decrease: opts.Decrease, cooldown: opts.Cooldown, quiet: opts.Quiet, now: opts.Now, rate: opts.Initial, peak: opts.Initial,
 		// Credit builds up from idle time only, not from before the Pacer existed.
 		next: opts.Now(),
 	}
@@ -133,13 +141,11 @@ func (p *Pacer) Succeeded() {
 	defer p.mu.Unlock()
 	// Adding g per write grows the rate by g×rate for every second spent writing at it.
 	g := p.growth
-	if !p.throttled {
+	if !p.throttled || (p.rate < 0.6*p.peak && p.now().Sub(p.lastThrottle) >= p.quiet) {
 		g = p.startGrowth
 	}
-	p.rate += g
-	if p.rate > p.max {
-		p.rate = p.max
-	}
+	p.rate = min(p.rate+g, p.max)
+	p.peak = max(p.peak, p.rate)
 }
 
 // Throttled records a 429 and the server's hint: all writers pause for the hint, and the
@@ -148,7 +154,7 @@ func (p *Pacer) Throttled(hint time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()
-	p.throttled = true
+	p.throttled, p.lastThrottle = true, now
 	if resume := now.Add(hint); resume.After(p.next) {
 		p.next = resume
 	}

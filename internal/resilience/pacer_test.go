@@ -355,3 +355,38 @@ func TestPacersShareCapacity(t *testing.T) {
 		}
 	}
 }
+
+// TestPacerRecoversAfterAStorm: a storm cuts the rate to Min; once the store has been
+// quiet for Quiet, growth is fast again up to 60 % of the peak, so the rate is back near
+// capacity in tens of seconds rather than the minutes 5 %-a-second growth alone would
+// take from 1 write/s.
+func TestPacerRecoversAfterAStorm(t *testing.T) {
+	clk := newFakeClock()
+	p := NewPacer(PacerOptions{Initial: 200, Min: 1, Max: 1000, Now: clk.Now})
+	for range 40 { // a storm: a 429 every cooldown
+		p.Throttled(0)
+		clk.Advance(250 * time.Millisecond)
+	}
+	if r := p.Rate(); r != 1 {
+		t.Fatalf("rate after the storm = %v, want Min 1", r)
+	}
+	// Write at the paced rate with every write accepted.
+	start := clk.Now()
+	var atQuiet float64
+	for clk.Now().Sub(start) < 60*time.Second && p.Rate() < 180 {
+		w, _ := p.Reserve(time.Hour)
+		clk.Advance(w)
+		p.Succeeded()
+		if atQuiet == 0 && clk.Now().Sub(start) >= 9*time.Second {
+			atQuiet = p.Rate()
+		}
+	}
+	took := clk.Now().Sub(start)
+	if atQuiet > 3 {
+		t.Errorf("rate %.1f 9 s after the storm: fast growth began before the quiet period", atQuiet)
+	}
+	if p.Rate() < 180 || took > 40*time.Second {
+		t.Fatalf("rate %.1f after %v of accepted writes, want 180 within 40 s", p.Rate(), took)
+	}
+	t.Logf("back at 180 writes/s %v after the storm (slow growth alone: about 104 s)", took.Round(100*time.Millisecond))
+}
