@@ -49,7 +49,12 @@ func (f *Function) Invoke(ctx context.Context, inv *invocation.Invocation) (*inv
 	inv.Logger = redelivery.Logger(inv, msg)
 	body, st, err := redelivery.Split(msg.Text)
 	if err != nil {
-		return nil, f.Queue.Poison(ctx, inv, msg, msg.Text, "invalid-json", err.Error())
+		reason := "invalid-json"
+		var fe *order.FieldError
+		if errors.As(err, &fe) {
+			reason = "invalid-order"
+		}
+		return nil, f.Queue.Poison(ctx, inv, msg, msg.Text, reason, err.Error())
 	}
 	o, err := order.Parse(body, order.ParseOptions{})
 	if err != nil {

@@ -75,6 +75,15 @@ func (f *Function) Invoke(ctx context.Context, inv *invocation.Invocation) (*inv
 // withKeys fills id and customerId from the route when the body leaves them out, and
 // refuses a body that names different ones: the URL says which item is written.
 func withKeys(body []byte, customerID, id string) ([]byte, *invocation.Problem) {
+	// The map below would merge duplicate members; refuse them, and the rest of what
+	// order.Parse refuses, on the body as it came.
+	if err := order.CheckShape(body); err != nil {
+		var fe *order.FieldError
+		if errors.As(err, &fe) {
+			return nil, &invocation.Problem{Status: http.StatusBadRequest, Field: fe.Field, Detail: fe.Reason}
+		}
+		return nil, &invocation.Problem{Status: http.StatusBadRequest, Detail: err.Error()}
+	}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(body, &m); err != nil || m == nil {
 		// Let order.Parse describe what is wrong with the JSON.

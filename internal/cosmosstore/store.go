@@ -30,7 +30,7 @@ import (
 const MaxItemBytes = 2 << 20
 
 // HashField is the member of a stored item holding order.Order.Hash.
-const HashField = "contentHash"
+const HashField = order.ReservedHashField
 
 // Store reads and writes orders.
 type Store struct {

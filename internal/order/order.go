@@ -68,12 +68,16 @@ type ParseOptions struct {
 	AssignID bool
 }
 
+// ReservedHashField is the member the store keeps an order's content hash in, beside the
+// order; a client's own member of that name would be overwritten, so it is refused.
+const ReservedHashField = "contentHash"
+
 // Parse validates data as an order.
 func Parse(data []byte, opts ParseOptions) (*Order, error) {
 	if !utf8.Valid(data) {
 		return nil, &FieldError{Reason: "body is not valid UTF-8"}
 	}
-	if err := checkShape(data); err != nil {
+	if err := CheckShape(data); err != nil {
 		return nil, err
 	}
 	var fields map[string]json.RawMessage
@@ -83,6 +87,9 @@ func Parse(data []byte, opts ParseOptions) (*Order, error) {
 	for k := range fields {
 		if strings.HasPrefix(k, "_") {
 			return nil, &FieldError{Field: k, Reason: "names starting with an underscore are reserved for the store"}
+		}
+		if k == ReservedHashField {
+			return nil, &FieldError{Field: k, Reason: "is reserved: the store keeps the order's content hash under this name"}
 		}
 	}
 	o := &Order{Fields: fields}
@@ -238,7 +245,7 @@ func parseItems(raw json.RawMessage) ([]Item, error) {
 // checkShape walks the JSON tokens once to refuse what encoding/json would quietly
 // accept: duplicate member names (the last one would win, so two readers could disagree
 // on what the order says), nesting deeper than MaxDepth, and trailing data.
-func checkShape(data []byte) error {
+func CheckShape(data []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	type frame struct {

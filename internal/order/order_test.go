@@ -586,3 +586,13 @@ func TestHashIgnoresNestedMemberOrder(t *testing.T) {
 		t.Error("a different quantity gives the same hash")
 	}
 }
+
+// TestParseRefusesTheHashMember: the store keeps its content hash under this name beside
+// the order, so a client's own member would silently be overwritten and then dropped.
+func TestParseRefusesTheHashMember(t *testing.T) {
+	_, err := Parse([]byte(`{"id":"a","customerId":"c","items":[],"contentHash":"mine"}`), ParseOptions{})
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Field != ReservedHashField {
+		t.Fatalf("Parse = %v, want a FieldError naming %s", err, ReservedHashField)
+	}
+}

@@ -5,6 +5,7 @@
 package queues
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -139,11 +140,24 @@ func (c *Client) Poison(ctx context.Context, queue string, m PoisonMessage) erro
 	if m.PoisonedAt.IsZero() {
 		m.PoisonedAt = time.Now().UTC()
 	}
-	body, err := json.Marshal(m)
+	body, err := MarshalJSON(m)
 	if err != nil {
 		return err
 	}
 	return c.Send(ctx, queue+PoisonSuffix, body, 0)
+}
+
+// MarshalJSON encodes v for a queue message without encoding/json's HTML escaping, which
+// writes each '<', '>' and '&' as six bytes: a message of such text, re-enqueued or
+// poisoned with its reason, could otherwise outgrow the 64 KiB a queue message holds.
+func MarshalJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // Service exposes the underlying client for tools (redrive) that read queues.

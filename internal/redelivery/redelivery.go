@@ -9,7 +9,6 @@
 package redelivery
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/sluice-dev/sluice/internal/config"
 	"github.com/sluice-dev/sluice/internal/invocation"
+	"github.com/sluice-dev/sluice/internal/order"
 	"github.com/sluice-dev/sluice/internal/queues"
 	"github.com/sluice-dev/sluice/internal/resilience"
 )
@@ -38,19 +38,24 @@ type State struct {
 // message that is not a JSON object is returned as an error; the caller poisons it.
 func Split(text string) (body []byte, st State, err error) {
 	var m map[string]json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader([]byte(text)))
-	if err := dec.Decode(&m); err != nil || m == nil {
+	if err := json.Unmarshal([]byte(text), &m); err != nil || m == nil {
 		return nil, State{}, errors.New("message is not a JSON object")
 	}
 	raw, ok := m[StateField]
 	if !ok {
 		return []byte(text), State{}, nil
 	}
+	// Taking the state out re-encodes the body through a map, which would merge
+	// duplicate members and drop trailing data; the order's shape rules are checked on
+	// the text as it came. The error is an *order.FieldError, for the caller's reason.
+	if err := order.CheckShape([]byte(text)); err != nil {
+		return nil, State{}, err
+	}
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return nil, State{}, fmt.Errorf("member %s is malformed", StateField)
 	}
 	delete(m, StateField)
-	body, err = json.Marshal(m)
+	body, err = queues.MarshalJSON(m)
 	return body, st, err
 }
 
@@ -64,7 +69,7 @@ func Join(body []byte, st State) ([]byte, error) {
 		return nil, errors.New("message is not a JSON object")
 	}
 	m[StateField], _ = json.Marshal(st)
-	return json.Marshal(m)
+	return queues.MarshalJSON(m)
 }
 
 // Queue is the queue a function reads from and the policy for its failed messages.
@@ -81,13 +86,13 @@ type Queue struct {
 // deadline may be what ran out.
 func (q *Queue) Defer(ctx context.Context, inv *invocation.Invocation, msg *invocation.QueueMessage, body []byte, st State, cause error) error {
 	now := time.Now().UTC()
-	// A first-seen time in the future (clock skew, or a hand-made message) would keep
-	// the message inside the horizon for ever; it counts from now instead.
+	// The horizon counts from the first deferral. Not from msg.InsertionTime: the host
+	// lets a JSON message's own members override its metadata, so an order with an
+	// "InsertionTime" member would choose its own age. A first-seen time in the future
+	// (clock skew, or a hand-made message) would keep the message inside the horizon for
+	// ever; it counts from now too.
 	if st.FirstSeen.IsZero() || st.FirstSeen.After(now) {
-		st.FirstSeen = msg.InsertionTime
-		if st.FirstSeen.IsZero() || st.FirstSeen.After(now) {
-			st.FirstSeen = now
-		}
+		st.FirstSeen = now
 	}
 	reason := "transient"
 	var hint time.Duration

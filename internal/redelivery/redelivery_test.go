@@ -321,6 +321,7 @@ func TestDeferFirstTime(t *testing.T) {
 	q, fake := newQueueFixture(t, requeue)
 	inserted := time.Now().UTC().Add(-time.Minute).Truncate(time.Second)
 	msg := &invocation.QueueMessage{ID: "m-1", DequeueCount: 1, InsertionTime: inserted, Text: orderText}
+	before := time.Now().UTC()
 	if err := q.Defer(context.Background(), testInvocation(), msg, []byte(orderText), State{}, throttled(2*time.Second)); err != nil {
 		t.Fatalf("Defer: %v", err)
 	}
@@ -339,8 +340,10 @@ func TestDeferFirstTime(t *testing.T) {
 	if !jsonEqual(t, body, []byte(orderText)) {
 		t.Errorf("re-enqueued body %s, want %s", body, orderText)
 	}
-	if st.Count != 1 || !st.FirstSeen.Equal(inserted) || st.LastReason != "throttle-retries-exhausted" {
-		t.Errorf("state = %+v, want count 1, first seen at insertion, the cause's reason", st)
+	// First seen is this deferral, not the metadata's insertion time, which a message's
+	// own "InsertionTime" member can override.
+	if st.Count != 1 || st.FirstSeen.Before(before) || st.LastReason != "throttle-retries-exhausted" {
+		t.Errorf("state = %+v, want count 1, first seen now, the cause's reason", st)
 	}
 }
 
@@ -420,8 +423,7 @@ func TestDeferPoisonsPastTheHorizon(t *testing.T) {
 		st       State
 		inserted time.Time
 	}{
-		"from the state":          {State{Count: 12, FirstSeen: time.Now().UTC().Add(-2 * time.Hour)}, time.Now().UTC()},
-		"from the insertion time": {State{}, time.Now().UTC().Add(-61 * time.Minute)},
+		"from the state": {State{Count: 12, FirstSeen: time.Now().UTC().Add(-2 * time.Hour)}, time.Now().UTC()},
 	} {
 		t.Run(name, func(t *testing.T) {
 			q, fake := newQueueFixture(t, requeue)
@@ -521,5 +523,44 @@ func TestLogger(t *testing.T) {
 	}
 	if rec["message_id"] != "m-7" || rec["dequeue_count"] != float64(4) {
 		t.Errorf("log record = %v", rec)
+	}
+}
+
+// TestDeferIgnoresInsertionTime: the host lets an order's own members override the
+// message metadata, so an old InsertionTime must not put a first deferral past the
+// horizon.
+func TestDeferIgnoresInsertionTime(t *testing.T) {
+	q, fake := newQueueFixture(t, requeue)
+	msg := &invocation.QueueMessage{ID: "m-9", DequeueCount: 1, InsertionTime: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC), Text: orderText}
+	if err := q.Defer(context.Background(), testInvocation(), msg, []byte(orderText), State{}, throttled(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if sent := fake.sent(); len(sent) != 1 || sent[0].Queue != "orders" {
+		t.Fatalf("sent %+v, want a deferral to orders", sent)
+	}
+}
+
+// TestSplitRefusesWhatAMapWouldHide: duplicate members and trailing data must not be
+// merged away when the state is taken out.
+func TestSplitRefusesWhatAMapWouldHide(t *testing.T) {
+	for _, text := range []string{
+		`{"id":"a","id":"b","customerId":"c","items":[],"_redelivery":{"count":1}}`,
+		`{"id":"a","customerId":"c","items":[],"_redelivery":null} trailing`,
+	} {
+		if _, _, err := Split(text); err == nil {
+			t.Errorf("Split(%s) accepted it", text)
+		}
+	}
+}
+
+// TestJoinDoesNotEscapeHTML: '<' escaped as \u003c takes six bytes, which could push a
+// re-enqueued message past the 64 KiB a queue message holds.
+func TestJoinDoesNotEscapeHTML(t *testing.T) {
+	out, err := Join([]byte(`{"id":"a","customerId":"c","note":"<<&>>"}`), State{Count: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), `"note":"<<&>>"`) {
+		t.Errorf("Join wrote %s, want the note unescaped", out)
 	}
 }

@@ -125,3 +125,21 @@ func (w *syncWriter) String() string {
 	defer w.mu.Unlock()
 	return w.b.String()
 }
+
+// TestPutRefusesWhatAMapWouldMerge: duplicate members in a PUT body are refused as they
+// are on POST, not merged with the last one winning.
+func TestPutRefusesWhatAMapWouldMerge(t *testing.T) {
+	s := stack.StartT(t, stack.Options{NoFulfilment: true})
+	for _, body := range []string{
+		`{"id":"other","id":"o-dup","items":[{"sku":"apple","quantity":1}]}`,
+		`{"items":[{"sku":"apple","quantity":1}],"items":[{"sku":"pear","quantity":2}]}`,
+	} {
+		r := do(t, http.MethodPut, s.URL()+"/api/customers/c-dup/orders/o-dup", "application/json", body)
+		if r.status != http.StatusBadRequest || !strings.Contains(r.body, "more than once") {
+			t.Errorf("PUT %s = %d %s, want 400 naming the duplicate", body, r.status, r.body)
+		}
+	}
+	if _, ok, _ := s.Item(context.Background(), "c-dup", "o-dup"); ok {
+		t.Error("an order with duplicate members was stored")
+	}
+}
