@@ -35,10 +35,10 @@ type Pacer struct {
 
 	mu           sync.Mutex
 	rate         float64
-	throttled    bool      // the store has throttled this instance at least once
+	throttled    bool // the store has throttled this instance at least once
 	lastThrottle time.Time
 	quiet        time.Duration
-	peak         float64 // the highest rate reached
+	peak         float64   // the highest rate reached
 	next         time.Time // earliest start of the next write
 	lastDecrease time.Time
 }
@@ -61,7 +61,7 @@ type PacerOptions struct {
 	Cooldown time.Duration
 	// Quiet is how long without a 429 before growth is fast again; 10 s when zero.
 	Quiet time.Duration
-	Now      func() time.Time
+	Now   func() time.Time
 }
 
 // NewPacer returns a Pacer starting at opts.Initial writes per second.
