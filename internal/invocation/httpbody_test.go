@@ -90,3 +90,27 @@ func TestJSONBodyQuotesLongContentTypeBriefly(t *testing.T) {
 		t.Errorf("detail quotes the whole %d-byte header: %d bytes", len(ct), len(p.Detail))
 	}
 }
+
+// TestJSONBodyRefusesOtherCharsetsAndBareSuffix: JSON is UTF-8, and "+json" alone is not
+// a media type.
+func TestJSONBodyRefusesOtherCharsetsAndBareSuffix(t *testing.T) {
+	body := `{"id":"a"}`
+	for ct, want := range map[string]int{
+		"application/json; charset=latin1": 415,
+		"application/json; charset=UTF-8":  0,
+		"application/json; charset=utf8":   0,
+		"+json":                            415,
+		"application/merge-patch+json":     0,
+		"application/json-patch+json; q=1": 0,
+	} {
+		req := &HTTPRequest{Headers: map[string][]string{"Content-Type": {ct}}, Body: &body}
+		_, p := JSONBody(req, 1<<20)
+		got := 0
+		if p != nil {
+			got = p.Status
+		}
+		if got != want {
+			t.Errorf("Content-Type %q: problem status %d, want %d", ct, got, want)
+		}
+	}
+}

@@ -206,7 +206,7 @@ func parseItems(raw json.RawMessage) ([]Item, error) {
 	for i, r := range list {
 		field := fmt.Sprintf("items[%d]", i)
 		var m map[string]json.RawMessage
-		if err := json.Unmarshal(r, &m); err != nil {
+		if err := json.Unmarshal(r, &m); err != nil || m == nil { // null decodes to a nil map
 			return nil, &FieldError{Field: field, Reason: "must be an object"}
 		}
 		sr, ok := m["sku"]

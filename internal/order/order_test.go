@@ -195,7 +195,7 @@ func TestParseFieldErrors(t *testing.T) {
 		{"items empty", withItems(`[]`), "items", "at least one"},
 		{"items too many", withItems(items(MaxItems + 1)), "items", fmt.Sprintf("at most %d", MaxItems)},
 		{"item not object", withItems(`[` + item + `,3]`), "items[1]", "must be an object"},
-		{"item null", withItems(`[null]`), "items[0].sku", "is required"},
+		{"item null", withItems(`[null]`), "items[0]", "must be an object"},
 		{"sku missing", withItems(`[{"quantity":1}]`), "items[0].sku", "is required"},
 		{"sku null", withItems(`[{"sku":null,"quantity":1}]`), "items[0].sku", "is required"},
 		{"sku number", withItems(`[{"sku":5,"quantity":1}]`), "items[0].sku", "must be a string"},
@@ -594,5 +594,13 @@ func TestParseRefusesTheHashMember(t *testing.T) {
 	var fe *FieldError
 	if !errors.As(err, &fe) || fe.Field != ReservedHashField {
 		t.Fatalf("Parse = %v, want a FieldError naming %s", err, ReservedHashField)
+	}
+}
+
+func TestParseNullItemNamesTheItem(t *testing.T) {
+	_, err := Parse([]byte(`{"id":"a","customerId":"c","items":[null]}`), ParseOptions{})
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Field != "items[0]" {
+		t.Fatalf("Parse = %v, want a FieldError naming items[0]", err)
 	}
 }
