@@ -18,25 +18,18 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/sluice-dev/sluice/test/stack"
 )
 
-// repoRoot returns the module root: the nearest parent holding go.mod.
+// repoRoot is the repository root, where npm installs node_modules.
 func repoRoot(t *testing.T) string {
 	t.Helper()
-	dir, err := os.Getwd()
+	root, err := stack.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
+	return root
 }
 
 // schemasDir returns ../shared/schemas next to the repository, skipping the
