@@ -104,9 +104,9 @@ func TestBadQueueMessagesArePoisonedOnFirstDelivery(t *testing.T) {
 	if raw != 1 {
 		t.Errorf("%d bare poison copies, want 1 (the undecodable message)", raw)
 	}
-	if n, _ := s.ApproximateCount(ctx, "orders"); n != 0 {
-		t.Errorf("orders still holds %d messages", n)
-	}
+	// The host copies a message to the poison queue before it deletes the original, so
+	// the original may still be there for a moment.
+	waitQueueEmpty(t, s, "orders")
 }
 
 type syncWriter struct {
